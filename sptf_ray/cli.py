@@ -1,0 +1,38 @@
+"""`sptf <stage>`: one entry point for every stage.
+
+Each stage module exposes `add_parser(subparsers)`, which registers its subcommand
+and sets `func` (a callable taking the parsed namespace and returning an exit code).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Stage modules, in pipeline order. A module that fails to import because an optional
+# dependency is missing only disables its own subcommand.
+STAGE_MODULES = (
+    "sptf_ray.physics.cli",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sptf", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", metavar="<stage>")
+    subparsers.required = True
+    for name in STAGE_MODULES:
+        importlib.import_module(name).add_parser(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"sptf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

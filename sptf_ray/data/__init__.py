@@ -1,0 +1,1 @@
+"""Site data: schema and validation, virtual network, station ingestion, splits."""
