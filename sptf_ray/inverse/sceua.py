@@ -52,7 +52,7 @@ this order; ``reason`` names the first that holds)
 * ``"no_improvement"``: once at least ``kstop`` loops ran, with ``b_k`` the best value
   after loop k (loop 1 is the first evolution loop) and L the current loop,
   ``100 * |b_L - b_{L-kstop+1}| / mean(|b_{L-kstop+1}|, ..., |b_L|) <= pcento``
-  (a zero mean counts as 0). This is spotpy's and MATLAB ``sceua.m``'s
+  (a zero mean counts as 0; an infinite one, all values NaN/inf so far, never stops). This is spotpy's and MATLAB ``sceua.m``'s
   percentage-type criterion: ``pcento`` is in percent, so the default 1e-7 asks for
   a relative change below 1e-9 over the window.
 
