@@ -13,32 +13,20 @@ TOLERANCE = 1e-3
 SEEDS = range(20)
 REQUIRED_SUCCESSES = 18
 
-# n_complexes as a user following Duan et al. (1994) would pick it: about n, more
-# (2n) for Shekel's many nearly equal minima, 3 for the 2-D problems since two
-# complexes of 5 points collapse too early. Budgets are generous: runs end by
-# population convergence long before them.
-SETTINGS = {
-    "goldstein_price": dict(n_complexes=3, max_evals=10_000),
-    "rosenbrock": dict(n_complexes=3, max_evals=10_000),
-    "six_hump_camel": dict(n_complexes=3, max_evals=10_000),
-    "shekel10": dict(n_complexes=8, max_evals=20_000),
-    "hartmann6": dict(n_complexes=6, max_evals=30_000),
-    "griewank10": dict(n_complexes=10, max_evals=100_000),
-}
-
-
 def _sphere(x):
     return np.sum(x**2, axis=1)
 
 
-@pytest.mark.parametrize("name", list(SETTINGS))
+@pytest.mark.parametrize("name", list(PROBLEMS))
 def test_reaches_known_optimum(name):
+    """n_complexes and max_evals as a user would pick them (see Problem)."""
     problem = PROBLEMS[name]
     errors = []
     for seed in SEEDS:
-        result = sceua(problem.function, problem.lower, problem.upper, seed=seed, **SETTINGS[name])
+        result = sceua(problem.function, problem.lower, problem.upper, seed=seed,
+                       max_evals=problem.max_evals, n_complexes=problem.n_complexes)
         errors.append(abs(result.best_f - problem.f_star))
-        assert result.n_evals <= SETTINGS[name]["max_evals"]
+        assert result.n_evals <= problem.max_evals
     successes = sum(e <= TOLERANCE for e in errors)
     assert successes >= REQUIRED_SUCCESSES, f"{name}: {successes}/20, errors {errors}"
 
