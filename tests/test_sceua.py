@@ -88,8 +88,11 @@ def test_result_does_not_depend_on_how_the_batch_is_evaluated():
 
 def test_stops_at_max_evals_without_exceeding_it():
     problem = PROBLEMS["griewank10"]
-    result = sceua(problem.function, problem.lower, problem.upper, seed=0, max_evals=1000, n_complexes=10)
+    seen = []
+    objective = lambda x: seen.append(problem.function(x)) or seen[-1]
+    result = sceua(objective, problem.lower, problem.upper, seed=0, max_evals=1000, n_complexes=10)
     assert result.reason == "max_evals"
+    assert result.best_f == min(v.min() for v in seen), "a point cut short by the budget was lost"
     assert result.n_evals <= 1000
     assert result.n_evals > 1000 - 10, "stopped before the budget was (nearly) spent"
 
@@ -202,6 +205,14 @@ def test_rejects_non_positive_integer_counts(field, value):
 def test_rejects_objective_with_wrong_output(bad_objective):
     with pytest.raises(ValueError, match="objective"):
         sceua(bad_objective, -np.ones(2), np.ones(2), seed=0, max_evals=1000, n_complexes=2)
+
+
+@pytest.mark.parametrize("field, value", [("pcento", -1.0), ("peps", np.nan), ("seed", None)])
+def test_rejects_bad_settings(field, value):
+    kwargs = dict(seed=0, max_evals=1000, n_complexes=2)
+    kwargs[field] = value
+    with pytest.raises(ValueError, match=field):
+        sceua(_sphere, -np.ones(2), np.ones(2), **kwargs)
 
 
 @pytest.mark.parametrize("x0", [np.zeros(3), np.full(2, 5.0), np.zeros((11, 2))])

@@ -114,6 +114,10 @@ class _CountingObjective:
         self._objective = objective
         self.max_evals = max_evals
         self.n_evals = 0
+        # Tracked here, not read off the population, so a point evaluated in a CCE
+        # step that the budget cut short is not lost.
+        self.best_x: Optional[np.ndarray] = None
+        self.best_f = np.inf
 
     def __call__(self, points: np.ndarray) -> np.ndarray:
         n_points = points.shape[0]
@@ -122,7 +126,11 @@ class _CountingObjective:
         # A copy, so an objective that scribbles on its input cannot corrupt the search.
         values = self._objective(points.copy())
         self.n_evals += n_points
-        return _checked_values(values, n_points)
+        values = _checked_values(values, n_points)
+        best = int(np.argmin(values))
+        if self.best_x is None or values[best] < self.best_f:
+            self.best_x, self.best_f = points[best].copy(), float(values[best])
+        return values
 
 
 def _checked_values(values, n_points: int) -> np.ndarray:
@@ -168,10 +176,13 @@ def _validated_x0(x0, lower: np.ndarray, upper: np.ndarray, population_size: int
     return x0
 
 
-def _validated_counts(max_evals, n_complexes, kstop, population_size_per_complex):
+def _validated_settings(max_evals, n_complexes, kstop, pcento, peps, population_size_per_complex):
     for name, value in (("max_evals", max_evals), ("n_complexes", n_complexes), ("kstop", kstop)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    for name, value in (("pcento", pcento), ("peps", peps)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0; got {value!r}")
     population_size = n_complexes * population_size_per_complex
     if max_evals <= population_size:
         raise ValueError(
@@ -287,8 +298,10 @@ def sceua(
     lower, upper = _validated_bounds(lower, upper)
     n_params = lower.size
     m = 2 * n_params + 1
-    population_size = _validated_counts(max_evals, n_complexes, kstop, m)
+    population_size = _validated_settings(max_evals, n_complexes, kstop, pcento, peps, m)
     start_points = _validated_x0(x0, lower, upper, population_size)
+    if seed is None:
+        raise ValueError("seed must be given (an int, SeedSequence or Generator) so runs repeat")
     rng = np.random.default_rng(seed)
     evaluate = _CountingObjective(objective, max_evals)
 
@@ -296,7 +309,7 @@ def sceua(
     points[: len(start_points)] = start_points
     complexes, complex_values = _sorted_complexes(points, evaluate(points), n_complexes)
 
-    history = [(evaluate.n_evals, complex_values[0, 0])]
+    history = [(evaluate.n_evals, evaluate.best_f)]
     best_per_loop: list[float] = []
     n_loops = 0
     reason = _reason_to_stop(evaluate, complexes, lower, upper, peps, best_per_loop, kstop, pcento)
@@ -309,18 +322,18 @@ def sceua(
             reason = "max_evals"
         all_points = complexes.reshape(-1, n_params)
         complexes, complex_values = _sorted_complexes(all_points, complex_values.ravel(), n_complexes)
-        best_per_loop.append(complex_values[0, 0])
-        history.append((evaluate.n_evals, complex_values[0, 0]))
+        best_per_loop.append(evaluate.best_f)
+        history.append((evaluate.n_evals, evaluate.best_f))
         if reason is None:
             reason = _reason_to_stop(evaluate, complexes, lower, upper, peps, best_per_loop, kstop, pcento)
         if callback is not None:
-            callback(SCEUAProgress(n_loops, evaluate.n_evals, complexes[0, 0].copy(),
-                                   float(complex_values[0, 0]),
+            callback(SCEUAProgress(n_loops, evaluate.n_evals, evaluate.best_x.copy(),
+                                   evaluate.best_f,
                                    _normalized_geometric_range(all_points, lower, upper)))
 
     return SCEUAResult(
-        best_x=complexes[0, 0].copy(),
-        best_f=float(complex_values[0, 0]),
+        best_x=evaluate.best_x,
+        best_f=evaluate.best_f,
         n_evals=evaluate.n_evals,
         n_loops=n_loops,
         reason=reason,
