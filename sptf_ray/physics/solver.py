@@ -74,6 +74,7 @@ class SolverConfig:
     dt_max: float = 1.0
     max_iter: int = 10
     relax_after: int = 5  # iterations before Picard updates are under-relaxed
+    table_points: int = 1024  # per-simulation hydraulic tables in ln|h|; 0 = evaluate directly
     capacity_floor: float = 1e-9  # 1/cm, in the iteration matrix only (conditions saturated zones)
     dt_grow: float = 1.3
     dt_shrink: float = 0.7
@@ -200,14 +201,63 @@ def _thomas(lower, diag, upper, rhs, out, work):
         out[i] -= work[i] * out[i + 1]
 
 
+
+# Hydraulic tables. Evaluating theta, K and C directly costs several transcendental
+# functions per node and iterate; like HYDRUS we tabulate each simulation's curves,
+# here on a fine uniform grid in u = ln|h| with cubic Hermite interpolation of theta
+# (its exact derivative gives a C consistent with theta) and linear interpolation of
+# ln K. Heads wetter than _TABLE_H_WET or drier than the grid are evaluated directly.
+_TABLE_H_WET = 1e-3  # cm
+_LN_K_FLOOR = -700.0
+
+
 @njit(cache=True)
-def _evaluate_nodes(code, d, h, theta, k, cap):
+def _build_tables(code, d, h_dry, n_points, theta_tab, dtheta_tab, lnk_tab, meta):
+    u0 = math.log(_TABLE_H_WET)
+    u1 = math.log(-h_dry * 1.001)
+    du = (u1 - u0) / (n_points - 1)
+    for j in range(n_points):
+        u = u0 + j * du
+        h = -math.exp(u)
+        th, k, c = hydraulic_state(code, d, h)
+        theta_tab[j] = th
+        dtheta_tab[j] = c * h * du  # d theta / d(grid index)
+        lnk_tab[j] = math.log(k) if k > 0.0 else _LN_K_FLOOR
+        if lnk_tab[j] < _LN_K_FLOOR:
+            lnk_tab[j] = _LN_K_FLOOR
+    meta[0] = u0
+    meta[1] = 1.0 / du
+    meta[2] = n_points - 1
+
+
+@njit(cache=True, inline="always")
+def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
+    if not use_tables or h >= -_TABLE_H_WET:
+        return hydraulic_state(code, d, h)
+    x = (math.log(-h) - meta[0]) * meta[1]
+    j = int(x)
+    if j >= meta[2]:
+        return hydraulic_state(code, d, h)
+    t = x - j
+    t2 = t * t
+    a0, a1 = theta_tab[j], theta_tab[j + 1]
+    m0, m1 = dtheta_tab[j], dtheta_tab[j + 1]
+    one_t = 1.0 - t
+    theta = (1.0 + 2.0 * t) * one_t * one_t * a0 + t * one_t * one_t * m0 + t2 * (3.0 - 2.0 * t) * a1 + t2 * (t - 1.0) * m1
+    dtheta_dx = 6.0 * t * (t - 1.0) * (a0 - a1) + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (3.0 * t2 - 2.0 * t) * m1
+    cap = dtheta_dx * meta[1] / h  # d theta/dh = (d theta/dx)(dx/du)(du/dh), du/dh = 1/h
+    k = math.exp(lnk_tab[j] + t * (lnk_tab[j + 1] - lnk_tab[j]))
+    return theta, k, cap
+
+
+@njit(cache=True)
+def _evaluate_nodes(code, d, h, theta, k, cap, tabs, meta):
     for i in range(h.shape[0]):
-        theta[i], k[i], cap[i] = hydraulic_state(code, d, h[i])
+        theta[i], k[i], cap[i] = _state(code, d, h[i], meta[3] > 0.0, tabs[0], tabs[1], tabs[2], meta)
 
 
 @njit(cache=True)
-def _picard(code, d, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
+def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
             h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
@@ -221,6 +271,7 @@ def _picard(code, d, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, root_w, h_ca
     max_iter = cfg_i[0]
     relax_after = cfg_i[5]
     c_floor = cfg_f[2]
+    use_tables = meta[3] > 0.0
     h_floor = max(ha, FXW_H_FLOOR) if code == FXW else max(ha, _H_FLOOR_VGM)
     mode = mode0
     switches = 0
@@ -231,7 +282,10 @@ def _picard(code, d, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, root_w, h_ca
         # Root uptake lagged by one iterate (implicit at convergence).
         ta = 0.0
         for i in range(n):
-            sink[i] = uptake_stress(h[i], h50, p_up) * root_w[i] * tp
+            if root_w[i] > 0.0 and tp > 0.0:
+                sink[i] = uptake_stress(h[i], h50, p_up) * root_w[i] * tp
+            else:
+                sink[i] = 0.0
             ta += sink[i]
         for i in range(n):
             g = vol[i] * max(cap[i], c_floor) / dt
@@ -320,7 +374,7 @@ def _picard(code, d, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, root_w, h_ca
         # New state and the fluxes applied in this iterate (lagged K, new heads).
         converged = not damped
         for i in range(n):
-            th_i, k_i, c_i = hydraulic_state(code, d, h_new[i])
+            th_i, k_i, c_i = _state(code, d, h_new[i], use_tables, tabs[0], tabs[1], tabs[2], meta)
             if h_new[i] < 0.0:
                 if abs(th_i - th[i]) > theta_tol:
                     converged = False
@@ -423,7 +477,13 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     th = np.empty(n)
     k = np.empty(n)
     cap = np.empty(n)
-    _evaluate_nodes(code, d, h, th, k, cap)
+    n_points = cfg_i[6]
+    tabs = np.empty((3, max(n_points, 2)))
+    meta = np.zeros(4)
+    if n_points > 0:
+        _build_tables(code, d, cfg_f[4], n_points, tabs[0], tabs[1], tabs[2], meta)
+        meta[3] = 1.0
+    _evaluate_nodes(code, d, h, th, k, cap, tabs, meta)
     # th_n: conserved storage at the start of the step; th_h_n: theta(h_n) there.
     h_n, th_n, th_h_n, k_n, cap_n = h.copy(), th.copy(), th.copy(), k.copy(), cap.copy()
     lower, diag, upper, rhs = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
@@ -470,7 +530,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 truncated = True
             max_iter_now = cfg_i[0]
             while True:
-                ok, it, new_mode = _picard(code, d, cfg_i, cfg_f, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
+                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
                                            h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink,
                                            th_cons, fluxes)
                 iters += it
@@ -576,7 +636,7 @@ def _simulate_batch(code, params, precip, pet, lai, depths, h_init, obs_idx, obs
 # --------------------------------------------------------------------------- public API
 def _config_arrays(cfg: SolverConfig):
     cfg_i = np.array([cfg.max_iter, 1 if cfg.bottom == "head" else 0, cfg.iter_grow, cfg.iter_shrink,
-                      cfg.max_steps, cfg.relax_after], dtype=np.int64)
+                      cfg.max_steps, cfg.relax_after, cfg.table_points], dtype=np.int64)
     cfg_f = np.array([cfg.theta_tol, cfg.head_tol, cfg.capacity_floor, cfg.surface_head_max, cfg.surface_head_min,
                       cfg.uptake_exponent, cfg.bottom_head, cfg.root_depth, cfg.extinction_coef, cfg.dt_init,
                       cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max], dtype=np.float64)

@@ -47,12 +47,12 @@ def check_params(model: str, params) -> np.ndarray:
     bad = ~np.isfinite(p)
     if bad.any():
         row, c = np.argwhere(bad)[0]
-        raise ValueError(f"params[{row}] has a non-finite {PARAM_NAMES[model][c]} ({p[row, c]}); "
+        raise ValueError(f"params[{row}] has a non-finite {PARAM_NAMES[model][c]} ({float(p[row, c])}); "
                          f"{bad.any(axis=1).sum()} row(s) affected")
     for name, violated, rule in _physical_violations(model, p):
         if violated.any():
             row = int(np.flatnonzero(violated)[0])
-            value = p[row, PARAM_NAMES[model].index(name)]
+            value = float(p[row, PARAM_NAMES[model].index(name)])
             raise ValueError(f"params[{row}]: {model} {name} = {value!r} {rule}; "
                              f"{int(violated.sum())} row(s) affected")
     return np.ascontiguousarray(p)
@@ -73,12 +73,12 @@ def _check_forcing(name: str, x, n_sims: int) -> np.ndarray:
     bad = ~np.isfinite(a)
     if bad.any():
         row, day = np.argwhere(bad)[0]
-        raise ValueError(f"{name}[{row}, day {day + 1}] is {a[row, day]}: forcing must be finite "
+        raise ValueError(f"{name}[{row}, day {day + 1}] is {float(a[row, day])}: forcing must be finite "
                          f"({int(bad.sum())} bad value(s)); fill gaps before simulating")
     neg = a < 0
     if neg.any():
         row, day = np.argwhere(neg)[0]
-        raise ValueError(f"{name}[{row}, day {day + 1}] = {a[row, day]} is negative "
+        raise ValueError(f"{name}[{row}, day {day + 1}] = {float(a[row, day])} is negative "
                          f"({int(neg.sum())} negative value(s))")
     return np.ascontiguousarray(a)
 
