@@ -13,6 +13,8 @@ grid with a tridiagonal solve, as HYDRUS-1D does, with:
 - a conserved water content carried from step to step (old storage plus the fluxes
   actually applied), with theta(h) required to agree with it within theta_tol: the
   balance closes to round-off while the state stays consistent to the tolerance.
+  Reported SWC is theta(h) (always within [theta_r, theta_s]); storage and the
+  balance use the conserved water content, which differs by at most theta_tol.
 
 A simulation that still fails at the minimum step continues below it (flagged in
 `status`) instead of giving up; only one that fails even there is reported as failed,
@@ -257,7 +259,7 @@ def _evaluate_nodes(code, d, h, theta, k, cap, tabs, meta):
 
 
 @njit(cache=True)
-def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
+def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
             h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
@@ -268,7 +270,6 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, 
     theta_tol, head_tol = cfg_f[0], cfg_f[1]
     hs, ha, h50, p_up = cfg_f[3], cfg_f[4], d[5], cfg_f[5]
     bottom_head_mode, bottom_head = cfg_i[1], cfg_f[6]
-    max_iter = cfg_i[0]
     relax_after = cfg_i[5]
     c_floor = cfg_f[2]
     use_tables = meta[3] > 0.0
@@ -331,14 +332,18 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, 
         # The surface leaves [hA, hS] under the potential flux. A first Picard iterate
         # often overshoots, so the head limit is imposed only when two iterates in a
         # row leave the range; a single overshoot is clipped and iterated again.
-        if mode == _FLUX and (h_new[0] > hs or h_new[0] < ha):
+        # Net influx can only saturate the surface, net outflux only dry it to hA.
+        above = mode == _FLUX and q_pot > 0.0 and h_new[0] > hs
+        below = mode == _FLUX and q_pot < 0.0 and h_new[0] < ha
+        if above or below:
             outside += 1
             if outside >= 2 and switches < 3:
-                mode = _HEAD_SAT if h_new[0] > hs else _HEAD_DRY
+                mode = _HEAD_SAT if above else _HEAD_DRY
                 switches += 1
                 outside = 0
+                it = 0
                 continue
-            h_new[0] = hs if h_new[0] > hs else ha
+            h_new[0] = hs if above else ha
             damped = True
         else:
             outside = 0
@@ -348,7 +353,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, 
                 return False, it, mode
             # Picard's tangent capacity is ~0 in dry soil and near saturation, so one
             # iterate can jump by decades; limit each iterate to a factor of 10 in |h|
-            # or 100 cm, whichever is larger (the step then needs more iterations,
+            # or 10 cm, whichever is larger (the step then needs more iterations,
             # never a wrong answer: damped iterates never count as converged). No node
             # is drier than the air-dry surface limit hA.
             if h_i < h_floor:
@@ -359,8 +364,8 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, 
                 h_i = h_cap[i]
                 damped = True
             h_old = h[i]
-            h_low = h_old - 100.0
-            h_high = h_old + 100.0
+            h_low = h_old - 10.0
+            h_high = h_old + 10.0
             if h_old < 0.0:
                 h_low = min(h_low, 10.0 * h_old)
                 h_high = max(h_high, 0.1 * h_old)
@@ -419,7 +424,8 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, dt, q_pot, tp, mode0, vol, dist, 
                 k[i] = math.sqrt(k[i] * work[i])
             else:
                 k[i] = work[i]
-        if not converged:
+        # One iterate under a boundary mode proves nothing where theta(h) is flat.
+        if not converged or it < 2:
             continue
         # The boundary condition must be consistent with the converged state.
         new_mode = mode
@@ -530,7 +536,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 truncated = True
             max_iter_now = cfg_i[0]
             while True:
-                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
+                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
                                            h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink,
                                            th_cons, fluxes)
                 iters += it
@@ -545,6 +551,9 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 truncated = False
                 if dt_step > dt_min * 1.000001:
                     dt_step = max(dt_step / 3.0, dt_min)
+                elif max_iter_now == cfg_i[0]:
+                    # At dt_min: give the relaxed iteration a long budget before going below.
+                    max_iter_now = 10 * cfg_i[0]
                 else:
                     # Below dt_min: the result stays valid, the simulation is flagged.
                     status |= 1
@@ -599,7 +608,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
             dt = min(max(dt, dt_min), dt_max)
         if failed_day >= 0:
             break
-        _observe(th_n, obs_idx, obs_w, obs)
+        _observe(th_h_n, obs_idx, obs_w, obs)
         for j in range(obs.shape[0]):
             out_swc[day, j] = obs[j]
     if failed_day >= 0:
