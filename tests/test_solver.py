@@ -7,6 +7,7 @@ hydraulic functions typed in below, and DESIGN.md section 0's balance formula.
 """
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -221,6 +222,7 @@ def _check_random(model, n, seed, max_failures):
 # 200 sets (seed 7): VGM 41, FXW-M3 3. VGM failures are n > 4 (34 %; 50 % for n 6-8, more at high alpha) and
 # n < 1.2 with low Ks; FXW-M3 failures are n 2.4-5.8 with alpha < 0.011.
 @pytest.mark.slow
+@pytest.mark.skipif(os.environ.get("SPTF_RUN_SLOW") != "1", reason="~90 s per model on 2 cores: SPTF_RUN_SLOW=1")
 @pytest.mark.parametrize("model, max_failures", [("vgm", 225), ("fxw", 16)])
 def test_random_parameters_1000(model, max_failures):
     _check_random(model, 1000, seed=20260, max_failures=max_failures)
