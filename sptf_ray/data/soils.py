@@ -86,6 +86,9 @@ class RandomEffectConfig:
     H50: float = 0.5
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
         for name, sd in vars(self).items():
             if not (np.isfinite(sd) and sd >= 0):
                 raise ValueError(f"random effect sd of {name} must be finite and >= 0, got {sd}")
