@@ -199,9 +199,10 @@ def simulate_batch(config: NetworkConfig, batch_index: int, climate: pd.DataFram
     daily = pd.DataFrame({
         "site_id": np.repeat(truth["site_id"].to_numpy(dtype=object), n_days),
         "date": np.tile(year_dates(config.start_year, config.n_years).to_numpy(), n_sites),
-        "swc": swc.ravel(), "swc_true": swc_true.ravel(),
-        "precip_cm": weather.precip_cm.ravel(), "pet_cm": weather.pet_cm.ravel(),
-        "lai": weather.lai.ravel(), "lst_c": weather.lst_c.ravel(), "tair_c": weather.tair_c.ravel(),
+        "swc": swc.ravel(), "precip_cm": weather.precip_cm.ravel(), "pet_cm": weather.pet_cm.ravel(),
+        "lai": weather.lai.ravel(), "lst_c": weather.lst_c.ravel(),
+        # Beyond the schema: the noise-free truth, and air temperature for the frost fallback.
+        "swc_true": swc_true.ravel(), "tair_c": weather.tair_c.ravel(),
     })
     return daily.astype({"site_id": "string", "date": "datetime64[ns]"}), status
 

@@ -47,18 +47,18 @@ CARSEL_PARRISH = {
 # FXW-M3 (alpha 1/cm, n, m) fitted to each Carsel & Parrish VGM curve by
 # derive_fxw_class_priors(); a test checks this table against a fresh derivation.
 FXW_CLASS_PRIOR = {
-    "sand": (0.1758, 3.7650, 0.8263),
-    "loamy sand": (0.1546, 3.2914, 0.7158),
-    "sandy loam": (0.0924, 2.0562, 0.7526),
-    "loam": (0.0375, 1.5715, 0.6789),
-    "silt loam": (0.0173, 1.2011, 0.7158),
-    "silt": (0.0118, 1.2011, 0.8263),
-    "sandy clay loam": (0.0628, 1.3739, 0.5684),
-    "clay loam": (0.0173, 1.2846, 0.4579),
-    "silty clay loam": (0.0091, 1.2011, 0.3842),
-    "sandy clay": (0.0224, 1.1230, 0.3842),
-    "silty clay": (0.0022, 1.0500, 0.2000),
-    "clay": (0.0042, 1.0500, 0.2000),
+    "sand": (0.17584, 3.765, 0.82632),
+    "loamy sand": (0.15459, 3.2914, 0.71579),
+    "sandy loam": (0.092366, 2.0562, 0.75263),
+    "loam": (0.037504, 1.5715, 0.67895),
+    "silt loam": (0.017321, 1.2011, 0.71579),
+    "silt": (0.011771, 1.2011, 0.82632),
+    "sandy clay loam": (0.06277, 1.3739, 0.56842),
+    "clay loam": (0.017321, 1.2846, 0.45789),
+    "silty clay loam": (0.0090984, 1.2011, 0.38421),
+    "sandy clay": (0.022408, 1.123, 0.38421),
+    "silty clay": (0.0022072, 1.05, 0.2),
+    "clay": (0.0042019, 1.05, 0.2),
 }
 
 # Root-water-uptake H50 (cm) by land cover: shrubs and savanna trees keep transpiring at
