@@ -109,7 +109,7 @@ def test_years_have_365_days_dropping_31_december_of_leap_years():
 # --------------------------------------------------------------------------- build (fake solver)
 def _fake_simulate(calls=None, fail_on_call=None):
     """A stand-in solver: deterministic SWC from forcing and parameters, per row."""
-    def simulate(model, params, precip, pet, lai, config=None):
+    def simulate(model, params, precip, pet, lai, config=None, **options):
         if calls is not None:
             calls.append(len(params))
             if fail_on_call is not None and len(calls) == fail_on_call:

@@ -6,7 +6,7 @@
 - `daily.parquet`   daily table in the schema.py format plus `swc_true` (noise-free SWC) and
                     `tair_c` (air temperature, the frozen-mask fallback);
 - `truth.parquet`   site_id, truth_model, both models' six true parameters (`vgm_<name>`,
-                    `fxw_<name>`), the sensor's noise sd and bias, the solver's worst status;
+                    `fxw_<name>`), the sensor's noise sd and bias, the solver's status flags;
 - `climate.parquet` the weather generator's parameters of every site;
 - `config.yaml`     the resolved NetworkConfig;
 - `network_report.md` / `.png`  how the network compares with the paper's ISMN data;
@@ -148,7 +148,9 @@ def simulate_years(truth_model, params, precip_cm, pet_cm, lai):
     """Noise-free SWC at 5 cm, each 365-day year simulated from a cold start.
 
     truth_model (S,) of "vgm"/"fxw", params (S, 6), forcings (S, T) with T a whole number of
-    years. Returns (swc (S, T), worst solver status per site (S,), 0 = ok).
+    years. Returns (swc (S, T), solver status bit flags per site OR-ed over its years (S,)).
+    A simulation that fails is not raised: its site is flagged (see failed_status) and its
+    later days are NaN, so one bad draw never sinks a whole build.
     """
     from sptf_ray.physics import simulate  # the numba solver; imported late (compile cost)
 
@@ -167,13 +169,22 @@ def simulate_years(truth_model, params, precip_cm, pet_cm, lai):
         # (sites, years*365) -> (sites*years, 365): row k is site k // n_years, year k % n_years.
         by_year = lambda a: a[idx].reshape(idx.size * n_years, DAYS_PER_YEAR)  # noqa: E731
         result = simulate(model, np.repeat(params[idx], n_years, axis=0),
-                          by_year(precip_cm), by_year(pet_cm), by_year(lai))
+                          by_year(precip_cm), by_year(pet_cm), by_year(lai), raise_on_failure=False)
         swc[idx] = np.asarray(result.swc).reshape(idx.size, n_days)
-        status[idx] = np.asarray(result.status).reshape(idx.size, n_years).max(axis=1)
+        status[idx] = np.bitwise_or.reduce(np.asarray(result.status).reshape(idx.size, n_years), axis=1)
     unknown = ~np.isin(truth_model, ("vgm", "fxw"))
     if unknown.any():
         raise ValueError(f"unknown truth_model values {sorted(set(truth_model[unknown]))}")
     return swc, status
+
+
+def failed_status(status) -> np.ndarray:
+    """True where a solver status says the run failed (NaN days), not merely flagged."""
+    import sptf_ray.physics as physics
+
+    # Bits for "failed, later days NaN"; other bits (e.g. "needed tiny steps") are benign.
+    fatal = getattr(physics, "STATUS_FAILED", 2) | getattr(physics, "STATUS_STEP_LIMIT", 4)
+    return (np.asarray(status) & fatal) != 0
 
 
 def year_dates(start_year: int, n_years: int) -> pd.DatetimeIndex:
@@ -217,7 +228,7 @@ def _run_batch(config: NetworkConfig, batch_index: int, climate: pd.DataFrame,
     daily, status = simulate_batch(config, batch_index, climate, truth)
     daily["status"] = np.repeat(status, config.n_days)
     storage.atomic_write_parquet(daily, shard_uri)
-    return {"batch": batch_index, "n_sites": len(truth), "n_failed": int((status != 0).sum())}
+    return {"batch": batch_index, "n_sites": len(truth), "n_failed": int(failed_status(status).sum())}
 
 
 # --------------------------------------------------------------------------- orchestration
@@ -295,9 +306,10 @@ def _assemble(config, out, drawn: VirtualSites, shard_uris, digest, progress) ->
     daily = daily.drop(columns="status")
     truth = drawn.truth.copy()
     truth["solver_status"] = status.reindex(truth["site_id"]).to_numpy().astype(np.int64)
-    n_failed = int((truth["solver_status"] != 0).sum())
+    n_failed = int(failed_status(truth["solver_status"]).sum())
     if n_failed:
-        progress(f"build-network: warning: solver reported a non-zero status at {n_failed} sites")
+        progress(f"build-network: warning: the solver failed at {n_failed} sites (solver_status in "
+                 f"{TRUTH_FILE}); their SWC is NaN from the failing day on, so QC will reject them")
 
     storage.atomic_write_parquet(drawn.sites, storage.join(out, schema.STATIC_FILE))
     storage.atomic_write_parquet(daily, storage.join(out, schema.DAILY_FILE))
