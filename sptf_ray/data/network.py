@@ -236,14 +236,18 @@ def _batches(n_sites: int, size: int) -> list[np.ndarray]:
     return [np.arange(start, min(start + size, n_sites)) for start in range(0, n_sites, size)]
 
 
-def _use_ray(address: str | None) -> bool:
+def _use_ray(executor: str, address: str | None) -> bool:
+    if executor not in ("auto", "ray", "local"):
+        raise ValueError(f"executor must be 'auto', 'ray' or 'local', got {executor!r}")
+    if executor != "auto":
+        return executor == "ray"
     if address:
         return True
     ray = sys.modules.get("ray")  # never import Ray just to learn it is not running
     return bool(ray is not None and ray.is_initialized())
 
 
-def _run_pending(config, pending, climate, truth, shard_uri, address, progress):
+def _run_pending(config, pending, climate, truth, shard_uri, executor, address, progress):
     """Run the batches not yet on disk, in Ray tasks or in this process, reporting progress."""
     total_sites = sum(len(idx) for _, idx in pending)
     done_sites, started = 0, time.time()
@@ -257,7 +261,7 @@ def _run_pending(config, pending, climate, truth, shard_uri, address, progress):
         progress(f"build-network: batch {summary['batch']} done{failed} "
                  f"({done_sites}/{total_sites} sites, {elapsed:.0f} s, ~{eta:.0f} s left)")
 
-    if not _use_ray(address):
+    if not _use_ray(executor, address):
         for b, idx in pending:
             report(_run_batch(config, b, climate.iloc[idx], truth.iloc[idx], shard_uri(b)))
         return
@@ -273,8 +277,13 @@ def _run_pending(config, pending, climate, truth, shard_uri, address, progress):
         report(ray.get(ready[0]))
 
 
-def build_network(config, out: str, address: str | None = None, progress=print) -> dict:
-    """Build (or finish, or confirm) the virtual network `config` under `out`; returns its manifest."""
+def build_network(config, out: str, address: str | None = None, executor: str = "auto",
+                  progress=print) -> dict:
+    """Build (or finish, or confirm) the virtual network `config` under `out`; returns its manifest.
+
+    executor: "ray" (tasks; joins `address` if Ray is not initialized), "local" (this
+    process), or "auto": Ray when it is initialized or an address is given, else local.
+    """
     config = load_config(NetworkConfig, config)
     out = str(out)
     digest = config_hash(config)
@@ -293,7 +302,7 @@ def build_network(config, out: str, address: str | None = None, progress=print) 
     pending = [(b, idx) for b, idx in batches if not storage.exists(shard_uri(b))]
     if len(pending) < len(batches):
         progress(f"build-network: resuming, {len(batches) - len(pending)}/{len(batches)} batches on disk")
-    _run_pending(config, pending, drawn.climate, drawn.truth, shard_uri, address, progress)
+    _run_pending(config, pending, drawn.climate, drawn.truth, shard_uri, executor, address, progress)
     return _assemble(config, out, drawn, [shard_uri(b) for b, _ in batches], digest, progress)
 
 

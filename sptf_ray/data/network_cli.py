@@ -19,6 +19,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--sites-per-task", type=int, help="sites per batch / Ray task (default 25)")
     p.add_argument("--address", help="Ray cluster address ('auto' for a running one); "
                                      "without it the build runs in this process")
+    p.add_argument("--executor", choices=("auto", "ray", "local"), default="auto",
+                   help="ray: Ray tasks; local: this process; auto: Ray if --address is given")
     p.set_defaults(func=run)
 
 
@@ -32,7 +34,7 @@ def run(args) -> int:
     values = {**config_to_dict(base), **{k: v for k, v in overrides.items() if v is not None}}
     config = load_config(NetworkConfig, values)
     started = time.time()
-    build_network(config, args.out, address=args.address, progress=lambda m: print(m, flush=True))
+    build_network(config, args.out, address=args.address, executor=args.executor, progress=lambda m: print(m, flush=True))
     print(f"build-network: done in {time.time() - started:.1f} s")
     return 0
 
