@@ -26,6 +26,12 @@ STATIC_OPTIONAL_COLUMNS = {
     "source": "string",  # "virtual", "ismn", "uscrn", ...
 }
 
+# Static flags: which static attributes were unavailable at ingest (comma-separated names,
+# "" when complete). Training and `predict` reject a site whose flag is not empty.
+STATIC_FLAG_COLUMNS = {
+    "static_missing": "string",
+}
+
 DAILY_COLUMNS = {
     "site_id": "string",
     "date": "datetime64[ns]",
@@ -42,3 +48,8 @@ DAILY_FLAG_COLUMNS = {
     "lai_from_climatology": "bool",
     "pet_method": "string",  # "input", "fao56", "fao56_wind2", "hargreaves"
 }
+
+# QC report (one row per site and one per site-year; see sptf_ray.data.validate).
+QC_REPORT_FILE = "qc_report.parquet"
+QC_SUMMARY_FILE = "qc_summary.txt"
+DAYS_PER_YEAR = 365  # 31 Dec of leap years is dropped (DESIGN section 0)

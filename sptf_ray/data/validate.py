@@ -1,0 +1,440 @@
+"""Site dataset loading, quality control and writing (DESIGN sections 0 and 2, paper 2.5).
+
+QC works per site-year (365-day years: 31 Dec of leap years is dropped). A year is rejected
+when any rule fails; a site is kept when it has at least two consecutive accepted years.
+Every removed site or year appears in the report with its reason: nothing is dropped silently.
+
+Rules, per site:
+  - a row in the static table (exactly one), lat/lon present and in range;
+  - texture, when given, in [0, 100] % and summing to 100 +- `texture_tolerance_pct`;
+    bulk density, when given, in (0, 2.65] g/cm3 (2.65 = quartz particle density);
+  - missing static attributes do not reject a site: they are NaN and named in `static_missing`.
+Per site-year:
+  - no duplicate dates;
+  - SWC within [0, 1] (a hint is given when the values look like percent);
+  - precipitation, PET and LAI present and non-negative on every day;
+  - at most `max_missing_fraction` of the 365 SWC days missing; shorter gaps are linearly
+    interpolated within the year (edges take the nearest value) and flagged `swc_interpolated`.
+Unsorted dates are sorted, and noted in the report.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sptf_ray import storage
+from sptf_ray.data import schema
+
+ACCEPTED = "accepted"
+REJECTED = "rejected"
+REPORT_COLUMNS = {
+    "site_id": "string",
+    "year": "Int64",  # <NA> on site-level rows
+    "level": "string",  # "site" or "site-year"
+    "status": "string",  # "accepted" or "rejected"
+    "reason": "string",  # why rejected ("" when accepted)
+    "note": "string",  # non-fatal observations (sorted dates, missing statics, ...)
+    "n_days_present": "Int64",
+    "n_swc_missing": "Int64",
+    "n_swc_interpolated": "Int64",
+}
+TEXTURE = ("sand", "silt", "clay")
+STATIC_ATTRIBUTES = ("sand", "silt", "clay", "bulk_density")
+MAX_BULK_DENSITY = 2.65
+_FORCING = ("precip_cm", "pet_cm", "lai")
+
+
+@dataclass
+class QCConfig:
+    """Thresholds of the quality control."""
+
+    max_missing_fraction: float = 0.20  # paper 2.5
+    texture_tolerance_pct: float = 2.0
+    min_consecutive_years: int = 2  # one historical + one target year
+
+    def validate(self) -> None:
+        if not 0.0 <= self.max_missing_fraction < 1.0:
+            raise ValueError(f"max_missing_fraction must be in [0, 1), got {self.max_missing_fraction}")
+        if self.texture_tolerance_pct < 0:
+            raise ValueError("texture_tolerance_pct must be >= 0")
+        if self.min_consecutive_years < 1:
+            raise ValueError("min_consecutive_years must be >= 1")
+
+
+@dataclass
+class SiteDataset:
+    """The two tables of a site dataset, plus the QC report when one was produced."""
+
+    static: pd.DataFrame
+    daily: pd.DataFrame
+    report: pd.DataFrame | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def site_ids(self) -> list[str]:
+        return sorted(self.static["site_id"].astype(str).tolist())
+
+
+# --------------------------------------------------------------------------- columns
+def _require_columns(df: pd.DataFrame, required, table: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"{table} table is missing required column(s): {', '.join(missing)}")
+
+
+def _as_dtypes(df: pd.DataFrame, dtypes: dict[str, str], table: str) -> pd.DataFrame:
+    out = df.copy()
+    for col, dtype in dtypes.items():
+        if col not in out.columns:
+            continue
+        try:
+            if dtype.startswith("datetime64"):
+                out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
+            elif dtype == "bool":
+                if out[col].isna().any():
+                    raise ValueError("contains missing values")
+                out[col] = out[col].astype(bool)
+            else:
+                out[col] = out[col].astype(dtype)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{table} column {col!r} cannot be read as {dtype}: {exc}") from exc
+    return out
+
+
+def normalize_static(static_df: pd.DataFrame) -> pd.DataFrame:
+    """Static table with schema dtypes; absent attribute columns are added as NaN."""
+    _require_columns(static_df, ("site_id", "lat", "lon"), "static")
+    out = static_df.copy()
+    for col in STATIC_ATTRIBUTES:
+        if col not in out.columns:
+            out[col] = np.nan  # optional at ingest: recorded in static_missing
+    dtypes = {**schema.STATIC_COLUMNS, **schema.STATIC_OPTIONAL_COLUMNS, **schema.STATIC_FLAG_COLUMNS}
+    return _as_dtypes(out, dtypes, "static")
+
+
+def normalize_daily(daily_df: pd.DataFrame) -> pd.DataFrame:
+    """Daily table with schema dtypes; absent flag columns get their 'not substituted' value."""
+    _require_columns(daily_df, list(schema.DAILY_COLUMNS), "daily")
+    out = daily_df.copy()
+    for col, dtype in schema.DAILY_FLAG_COLUMNS.items():
+        if col not in out.columns:
+            out[col] = "input" if col == "pet_method" else False
+    return _as_dtypes(out, {**schema.DAILY_COLUMNS, **schema.DAILY_FLAG_COLUMNS}, "daily")
+
+
+# --------------------------------------------------------------------------- calendar
+def drop_leap_dec31(daily: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Rows without 31 Dec of leap years (365-day years), and how many were dropped."""
+    d = daily["date"]
+    mask = d.dt.is_leap_year & (d.dt.month == 12) & (d.dt.day == 31)
+    return daily.loc[~mask], int(mask.sum())
+
+
+def year_calendar(year: int) -> pd.DatetimeIndex:
+    """The 365 dates of a model year."""
+    days = pd.date_range(f"{year}-01-01", periods=schema.DAYS_PER_YEAR, freq="D")
+    return days
+
+
+# --------------------------------------------------------------------------- static QC
+def _check_static_row(row: pd.Series, cfg: QCConfig) -> tuple[list[str], list[str]]:
+    """(reasons to reject, names of missing attributes) for one static row."""
+    reasons: list[str] = []
+    lat, lon = row["lat"], row["lon"]
+    if pd.isna(lat) or pd.isna(lon) or not (-90 <= lat <= 90) or not (-180 <= lon <= 180):
+        reasons.append(f"lat/lon missing or out of range (lat={lat}, lon={lon})")
+    missing = [c for c in STATIC_ATTRIBUTES if pd.isna(row[c])]
+    texture = [row[c] for c in TEXTURE]
+    if not any(pd.isna(v) for v in texture):
+        if any(v < 0 or v > 100 for v in texture):
+            reasons.append(f"texture outside [0, 100] % (sand={texture[0]}, silt={texture[1]}, clay={texture[2]})")
+        total = float(sum(texture))
+        if abs(total - 100.0) > cfg.texture_tolerance_pct:
+            hint = " (fractions? give percent)" if abs(total - 1.0) <= 0.05 else ""
+            reasons.append(
+                f"texture sums to {total:.1f} % (sand+silt+clay must be 100 +- "
+                f"{cfg.texture_tolerance_pct:g}){hint}"
+            )
+    bd = row["bulk_density"]
+    if not pd.isna(bd) and not (0 < bd <= MAX_BULK_DENSITY):
+        reasons.append(f"bulk_density {bd} g/cm3 outside (0, {MAX_BULK_DENSITY}]")
+    return reasons, missing
+
+
+# --------------------------------------------------------------------------- daily QC
+def _count_msg(n: int, what: str) -> str:
+    return f"{what} on {n} day{'s' if n != 1 else ''}"
+
+
+def _year_reasons(year_df: pd.DataFrame, n_duplicates: int, cfg: QCConfig) -> list[str]:
+    """Reasons to reject one site-year (already reindexed to its 365 days)."""
+    reasons = []
+    if n_duplicates:
+        reasons.append(_count_msg(n_duplicates, "duplicate dates"))
+    swc = year_df["swc"]
+    bad = swc[(swc < 0) | (swc > 1)]
+    if len(bad):
+        msg = f"swc outside [0, 1] {_count_msg(len(bad), '')[1:]} (min {swc.min():.3g}, max {swc.max():.3g})"
+        if 1 < swc.max() <= 100 and swc.min() >= 0:
+            msg += "; looks like percent: divide by 100"
+        reasons.append(msg)
+    for col in _FORCING:
+        n_nan = int(year_df[col].isna().sum())
+        if n_nan:
+            reasons.append(_count_msg(n_nan, f"{col} missing"))
+        n_neg = int((year_df[col] < 0).sum())
+        if n_neg:
+            reasons.append(_count_msg(n_neg, f"negative {col}"))
+    n_missing = int(swc.isna().sum())
+    if n_missing > cfg.max_missing_fraction * schema.DAYS_PER_YEAR:
+        reasons.append(
+            f"swc missing on {n_missing}/{schema.DAYS_PER_YEAR} days "
+            f"({100 * n_missing / schema.DAYS_PER_YEAR:.0f} % > {100 * cfg.max_missing_fraction:g} %)"
+        )
+    return reasons
+
+
+def _interpolate_swc(year_df: pd.DataFrame) -> pd.DataFrame:
+    """Linear interpolation of SWC gaps inside one year; edge gaps take the nearest value."""
+    out = year_df.copy()
+    gaps = out["swc"].isna().to_numpy()
+    if gaps.any():
+        out["swc"] = out["swc"].interpolate(method="linear", limit_direction="both")
+        out["swc_interpolated"] = out["swc_interpolated"].to_numpy() | gaps
+    return out
+
+
+def _consecutive_runs(years: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for y in sorted(years):
+        if runs and y == runs[-1][-1] + 1:
+            runs[-1].append(y)
+        else:
+            runs.append([y])
+    return runs
+
+
+def _report_row(site_id, year, level, status, reason="", note="", present=None, missing=None, interp=None):
+    return {
+        "site_id": site_id, "year": year, "level": level, "status": status, "reason": reason,
+        "note": note, "n_days_present": present, "n_swc_missing": missing, "n_swc_interpolated": interp,
+    }
+
+
+def _qc_site_days(site_id: str, days: pd.DataFrame, cfg: QCConfig):
+    """(accepted 365-day years as one frame, year report rows, site notes) for one site."""
+    notes = []
+    if not days["date"].is_monotonic_increasing:
+        notes.append("dates were not sorted (sorted)")
+        days = days.sort_values("date", kind="stable")
+    days = days.assign(date=days["date"].dt.normalize())
+    days, n_dec31 = drop_leap_dec31(days)
+    if n_dec31:
+        notes.append(f"dropped 31 Dec of {n_dec31} leap year(s) (365-day years)")
+    duplicated = days["date"].duplicated(keep=False)
+    dup_per_year = days.loc[duplicated, "date"].dt.year.value_counts().to_dict()
+    unique_days = days.loc[~days["date"].duplicated(keep="first")].set_index("date")
+
+    rows, accepted = [], {}
+    for year in range(int(days["date"].dt.year.min()), int(days["date"].dt.year.max()) + 1):
+        cal = year_calendar(year)
+        year_df = unique_days.reindex(cal)
+        present = int(unique_days.index.isin(cal).sum())
+        year_df["site_id"] = site_id
+        for col, dtype in schema.DAILY_FLAG_COLUMNS.items():
+            fill = "input" if dtype == "string" else False
+            year_df[col] = year_df[col].astype(object).where(year_df[col].notna(), fill).astype(dtype)
+        n_missing = int(year_df["swc"].isna().sum())
+        reasons = _year_reasons(year_df, int(dup_per_year.get(year, 0)), cfg)
+        if reasons:
+            rows.append(_report_row(site_id, year, "site-year", REJECTED, "; ".join(reasons), "", present, n_missing, 0))
+            continue
+        filled = _interpolate_swc(year_df)
+        n_interp = int(filled["swc_interpolated"].sum())
+        rows.append(_report_row(site_id, year, "site-year", ACCEPTED, "", "", present, n_missing, n_interp))
+        accepted[year] = filled.rename_axis("date").reset_index()
+    return accepted, rows, notes
+
+
+def _keep_paired_years(site_id: str, accepted: dict, rows: list[dict], cfg: QCConfig) -> list[int]:
+    """Accepted years inside a run of >= min_consecutive_years; others are rejected in `rows`."""
+    kept = [y for run in _consecutive_runs(list(accepted)) if len(run) >= cfg.min_consecutive_years for y in run]
+    for row in rows:
+        if row["status"] == ACCEPTED and row["year"] not in kept:
+            row["status"] = REJECTED
+            row["reason"] = (
+                f"no run of {cfg.min_consecutive_years} consecutive accepted years contains it "
+                "(cannot form a historical/target pair)"
+            )
+    return kept
+
+
+# --------------------------------------------------------------------------- public API
+def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCConfig | dict | None = None):
+    """Quality control of a site dataset.
+
+    Returns (clean_static, clean_daily, report_df). clean_daily holds only accepted site-years
+    of kept sites, 365 days each, SWC gaps interpolated and flagged; clean_static holds the kept
+    sites with `static_missing` naming absent attributes. report_df has one row per site
+    (level "site") and per site-year (level "site-year"), each accepted or rejected with a reason.
+    Raises ValueError when a required column is missing.
+    """
+    from sptf_ray.config import load_config
+
+    cfg = load_config(QCConfig, config if config is not None else QCConfig())
+    static = normalize_static(static_df)
+    daily = normalize_daily(daily_df)
+
+    site_rows, year_rows, kept_static, kept_daily = [], [], [], []
+    static_counts = static["site_id"].value_counts()
+    daily_groups = {sid: g for sid, g in daily.groupby("site_id", sort=True, observed=True)}
+    all_ids = sorted(set(static["site_id"].dropna()) | set(daily_groups))
+    if static["site_id"].isna().any() or daily["site_id"].isna().any():
+        raise ValueError("site_id must not be missing in the static or the daily table")
+
+    for sid in all_ids:
+        site_reasons, notes = [], []
+        n_static = int(static_counts.get(sid, 0))
+        static_row = None
+        if n_static == 0:
+            site_reasons.append("no row in the static table")
+        elif n_static > 1:
+            site_reasons.append(f"{n_static} rows in the static table (duplicate site_id)")
+        else:
+            static_row = static.loc[static["site_id"] == sid].iloc[0]
+            reasons, missing = _check_static_row(static_row, cfg)
+            site_reasons += reasons
+            if missing:
+                notes.append(f"static attributes missing: {', '.join(missing)}")
+        if sid not in daily_groups:
+            site_reasons.append("no rows in the daily table")
+            site_rows.append(_report_row(sid, pd.NA, "site", REJECTED, "; ".join(site_reasons), "; ".join(notes)))
+            continue
+
+        accepted, rows, day_notes = _qc_site_days(sid, daily_groups[sid], cfg)
+        notes += day_notes
+        kept_years = _keep_paired_years(sid, accepted, rows, cfg)
+        if site_reasons:
+            # Years may be fine, but the site cannot be used: say so on every year too.
+            for row in rows:
+                if row["status"] == ACCEPTED:
+                    row["status"], row["reason"] = REJECTED, "site rejected"
+        elif not kept_years:
+            n_acc = len(accepted)
+            site_reasons.append(
+                f"fewer than {cfg.min_consecutive_years} consecutive accepted years "
+                f"({n_acc} accepted of {len(rows)})"
+            )
+        year_rows += rows
+        status = REJECTED if site_reasons else ACCEPTED
+        site_rows.append(_report_row(sid, pd.NA, "site", status, "; ".join(site_reasons), "; ".join(notes)))
+        if status == ACCEPTED:
+            row = static_row.copy()
+            row["static_missing"] = ",".join(c for c in STATIC_ATTRIBUTES if pd.isna(static_row[c]))
+            kept_static.append(row)
+            kept_daily += [accepted[y] for y in kept_years]
+
+    report = _make_report(site_rows + year_rows)
+    clean_static = _finish_static(kept_static, static)
+    clean_daily = _finish_daily(kept_daily)
+    return clean_static, clean_daily, report
+
+
+def _make_report(rows: list[dict]) -> pd.DataFrame:
+    report = pd.DataFrame(rows, columns=list(REPORT_COLUMNS))
+    for col, dtype in REPORT_COLUMNS.items():
+        report[col] = report[col].astype(dtype)
+    report["reason"] = report["reason"].fillna("")
+    report["note"] = report["note"].fillna("")
+    level_order = report["level"].map({"site": 0, "site-year": 1})
+    report = report.assign(_lvl=level_order).sort_values(["site_id", "_lvl", "year"], kind="stable")
+    return report.drop(columns="_lvl").reset_index(drop=True)
+
+
+def _finish_static(rows: list[pd.Series], template: pd.DataFrame) -> pd.DataFrame:
+    cols = list(template.columns)
+    if "static_missing" not in cols:
+        cols.append("static_missing")
+    if rows:
+        out = pd.DataFrame(rows).reset_index(drop=True)[cols]
+    else:
+        out = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    dtypes = {**schema.STATIC_COLUMNS, **schema.STATIC_OPTIONAL_COLUMNS, **schema.STATIC_FLAG_COLUMNS}
+    return _as_dtypes(out, dtypes, "static").sort_values("site_id").reset_index(drop=True)
+
+
+def _finish_daily(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    cols = list(schema.DAILY_COLUMNS) + list(schema.DAILY_FLAG_COLUMNS)
+    if frames:
+        out = pd.concat(frames, ignore_index=True)[cols]
+    else:
+        out = pd.DataFrame({c: pd.Series(dtype="object") for c in cols})
+    out = _as_dtypes(out, {**schema.DAILY_COLUMNS, **schema.DAILY_FLAG_COLUMNS}, "daily")
+    return out.sort_values(["site_id", "date"]).reset_index(drop=True)
+
+
+def format_qc_summary(report: pd.DataFrame) -> str:
+    """A readable text summary of a QC report: counts, then every rejection with its reason."""
+    sites = report[report["level"] == "site"]
+    years = report[report["level"] == "site-year"]
+    lines = [
+        "Site dataset quality control",
+        f"sites: {int((sites.status == ACCEPTED).sum())} kept, {int((sites.status == REJECTED).sum())} rejected",
+        f"site-years: {int((years.status == ACCEPTED).sum())} accepted, "
+        f"{int((years.status == REJECTED).sum())} rejected",
+        f"SWC days interpolated in accepted years: "
+        f"{int(years.loc[years.status == ACCEPTED, 'n_swc_interpolated'].fillna(0).sum())}",
+        "",
+        "Rejected sites:",
+    ]
+    rejected_sites = sites[sites.status == REJECTED]
+    lines += [f"  {r.site_id}: {r.reason}" for r in rejected_sites.itertuples()] or ["  (none)"]
+    lines += ["", "Rejected site-years:"]
+    rejected_years = years[years.status == REJECTED]
+    lines += [f"  {r.site_id} {r.year}: {r.reason}" for r in rejected_years.itertuples()] or ["  (none)"]
+    noted = sites[sites.note != ""]
+    if len(noted):
+        lines += ["", "Notes:"] + [f"  {r.site_id}: {r.note}" for r in noted.itertuples()]
+    return "\n".join(lines) + "\n"
+
+
+def write_qc_report(report: pd.DataFrame, dir_uri) -> list[str]:
+    """Write the report as Parquet and a text summary into `dir_uri`; returns the file names."""
+    storage.atomic_write_parquet(report, storage.join(dir_uri, schema.QC_REPORT_FILE))
+    storage.atomic_write_text(storage.join(dir_uri, schema.QC_SUMMARY_FILE), format_qc_summary(report))
+    return [schema.QC_REPORT_FILE, schema.QC_SUMMARY_FILE]
+
+
+def write_site_dataset(dataset: SiteDataset, dir_uri, extra: dict | None = None) -> dict:
+    """Write sites.parquet, daily.parquet (and the QC report) then the manifest, last."""
+    storage.atomic_write_parquet(dataset.static, storage.join(dir_uri, schema.STATIC_FILE))
+    storage.atomic_write_parquet(dataset.daily, storage.join(dir_uri, schema.DAILY_FILE))
+    files = [schema.STATIC_FILE, schema.DAILY_FILE]
+    if dataset.report is not None:
+        files += write_qc_report(dataset.report, dir_uri)
+    return storage.write_manifest(dir_uri, files, {**dataset.extra, **(extra or {})})
+
+
+def load_site_dataset(dir_uri, validate: bool = False, config: QCConfig | dict | None = None) -> SiteDataset:
+    """Read a site dataset directory (schema.py format).
+
+    Checks required columns (ValueError naming them) and dtypes. A manifest, when present,
+    must verify. With `validate=True`, runs `validate_sites` and returns the clean tables
+    with the report.
+    """
+    static_uri = storage.join(dir_uri, schema.STATIC_FILE)
+    daily_uri = storage.join(dir_uri, schema.DAILY_FILE)
+    for uri in (static_uri, daily_uri):
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"site dataset {dir_uri}: missing {uri}")
+    if storage.exists(storage.join(dir_uri, storage.MANIFEST_NAME)) and not storage.verify_manifest(dir_uri):
+        raise ValueError(f"site dataset {dir_uri}: manifest does not verify (incomplete or modified)")
+    static = normalize_static(storage.read_parquet(static_uri))
+    daily = normalize_daily(storage.read_parquet(daily_uri))
+    report_uri = storage.join(dir_uri, schema.QC_REPORT_FILE)
+    report = storage.read_parquet(report_uri) if storage.exists(report_uri) else None
+    if validate:
+        static, daily, report = validate_sites(static, daily, config)
+    return SiteDataset(static=static, daily=daily, report=report)

@@ -1,0 +1,13 @@
+"""Physics core: hydraulic models and the Richards solver. Imports neither Ray nor torch."""
+from .hydraulics import capacity, conductivity, hydraulic_functions, water_content
+from .parameters import MODELS, PARAM_NAMES, ParameterSpace, parameter_space, theta_s_upper
+from .solver import (DAILY_FLUXES, STATUS_BELOW_DT_MIN, STATUS_FAILED, STATUS_OK, STATUS_STEP_LIMIT,
+                     SimulationResult, SolverConfig, simulate)
+from .validation import SimulationError
+
+__all__ = [
+    "MODELS", "PARAM_NAMES", "ParameterSpace", "parameter_space", "theta_s_upper",
+    "water_content", "conductivity", "capacity", "hydraulic_functions",
+    "SolverConfig", "SimulationResult", "SimulationError", "simulate", "DAILY_FLUXES",
+    "STATUS_OK", "STATUS_BELOW_DT_MIN", "STATUS_FAILED", "STATUS_STEP_LIMIT",
+]

@@ -1,0 +1,188 @@
+"""Site data QC: one small dataset that is wrong in exactly one way per test."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sptf_ray import storage
+from sptf_ray.data import schema
+from sptf_ray.data.validate import (
+    SiteDataset, load_site_dataset, validate_sites, write_site_dataset,
+)
+
+
+def make_static(ids=("A", "B")) -> pd.DataFrame:
+    return pd.DataFrame({
+        "site_id": list(ids), "lat": 40.0, "lon": -100.0,
+        "sand": 40.0, "silt": 40.0, "clay": 20.0, "bulk_density": 1.4,
+    })
+
+
+def make_daily(ids=("A", "B"), years=(2019, 2020, 2021)) -> pd.DataFrame:
+    frames = []
+    for k, sid in enumerate(ids):
+        dates = pd.date_range(f"{years[0]}-01-01", f"{years[-1]}-12-31", freq="D")
+        t = np.arange(len(dates))
+        frames.append(pd.DataFrame({
+            "site_id": sid, "date": dates,
+            "swc": 0.25 + 0.05 * np.sin(t / 30.0 + k),
+            "precip_cm": np.where(t % 7 == 0, 1.0, 0.0),
+            "pet_cm": 0.3, "lai": 1.5, "lst_c": 10.0,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def year_row(report, sid, year):
+    r = report[(report.site_id == sid) & (report.year == year)]
+    assert len(r) == 1
+    return r.iloc[0]
+
+
+def site_row(report, sid):
+    r = report[(report.site_id == sid) & (report.level == "site")]
+    assert len(r) == 1
+    return r.iloc[0]
+
+
+def test_clean_dataset_passes_with_365_day_years():
+    static, daily, report = validate_sites(make_static(), make_daily())
+    assert static.site_id.tolist() == ["A", "B"]
+    assert len(daily) == 2 * 3 * 365
+    assert not ((daily.date.dt.year == 2020) & (daily.date.dt.month == 12) & (daily.date.dt.day == 31)).any()
+    assert (report.status == "accepted").all()
+    assert set(daily.columns) >= set(schema.DAILY_COLUMNS) | set(schema.DAILY_FLAG_COLUMNS)
+    assert static.static_missing.tolist() == ["", ""]
+
+
+def test_missing_columns_named():
+    with pytest.raises(ValueError, match="pet_cm"):
+        validate_sites(make_static(), make_daily().drop(columns="pet_cm"))
+    with pytest.raises(ValueError, match="lat"):
+        validate_sites(make_static().drop(columns="lat"), make_daily())
+
+
+def test_duplicate_dates_reject_that_year():
+    daily = make_daily()
+    dup = daily[(daily.site_id == "A") & (daily.date == "2021-03-01")]
+    _, clean, report = validate_sites(make_static(), pd.concat([daily, dup]))
+    assert "duplicate dates" in year_row(report, "A", 2021).reason
+    assert year_row(report, "A", 2020).status == "accepted"
+    assert 2021 not in clean[clean.site_id == "A"].date.dt.year.unique()
+
+
+def test_unsorted_dates_sorted_and_noted():
+    daily = make_daily().sample(frac=1.0, random_state=0)
+    _, clean, report = validate_sites(make_static(), daily)
+    assert (report.status == "accepted").all()
+    assert "not sorted" in site_row(report, "A").note
+    assert clean.groupby("site_id").date.apply(lambda d: d.is_monotonic_increasing).all()
+
+
+def test_swc_in_percent_rejected_with_hint():
+    daily = make_daily()
+    daily.loc[daily.site_id == "B", "swc"] *= 100
+    static, _, report = validate_sites(make_static(), daily)
+    reason = year_row(report, "B", 2019).reason
+    assert "outside [0, 1]" in reason and "percent" in reason
+    assert site_row(report, "B").status == "rejected"
+    assert static.site_id.tolist() == ["A"]
+
+
+def test_negative_forcing_rejects_year():
+    daily = make_daily()
+    daily.loc[(daily.site_id == "A") & (daily.date == "2019-05-05"), "precip_cm"] = -0.1
+    daily.loc[(daily.site_id == "A") & (daily.date == "2021-05-05"), "pet_cm"] = -0.1
+    _, _, report = validate_sites(make_static(), daily)
+    assert "negative precip_cm" in year_row(report, "A", 2019).reason
+    assert "negative pet_cm" in year_row(report, "A", 2021).reason
+    # 2020 alone cannot form a pair: rejected too, with that reason; the site goes
+    assert "consecutive" in year_row(report, "A", 2020).reason
+    assert site_row(report, "A").status == "rejected"
+
+
+def test_texture_not_summing_to_100_rejects_site():
+    static = make_static()
+    static.loc[static.site_id == "A", "clay"] = 30.0  # sums to 110 %
+    clean, _, report = validate_sites(static, make_daily())
+    assert "texture sums to 110.0" in site_row(report, "A").reason
+    assert clean.site_id.tolist() == ["B"]
+    assert (report[(report.site_id == "A") & (report.level == "site-year")].status == "rejected").all()
+
+
+def test_texture_within_tolerance_accepted():
+    static = make_static()
+    static.loc[static.site_id == "A", "clay"] = 21.5
+    _, _, report = validate_sites(static, make_daily())
+    assert site_row(report, "A").status == "accepted"
+
+
+def test_too_many_missing_swc_days_reject_year_short_gaps_interpolated():
+    daily = make_daily()
+    a = daily.site_id == "A"
+    daily.loc[a & (daily.date >= "2019-01-01") & (daily.date < "2019-04-01"), "swc"] = np.nan  # 90 d > 20 %
+    daily.loc[a & (daily.date >= "2020-06-01") & (daily.date < "2020-06-11"), "swc"] = np.nan  # 10 d
+    _, clean, report = validate_sites(make_static(), daily)
+    assert "swc missing on 90/365 days" in year_row(report, "A", 2019).reason
+    r2020 = year_row(report, "A", 2020)
+    assert r2020.status == "accepted" and r2020.n_swc_interpolated == 10
+    a2020 = clean[(clean.site_id == "A") & (clean.date.dt.year == 2020)]
+    gap = a2020[a2020.swc_interpolated]
+    assert len(gap) == 10 and gap.swc.notna().all()
+    before = a2020.loc[a2020.date == "2020-05-31", "swc"].item()
+    after = a2020.loc[a2020.date == "2020-06-11", "swc"].item()
+    assert gap.swc.between(min(before, after), max(before, after)).all()  # linear, not extrapolated
+    assert site_row(report, "A").status == "accepted"  # 2020-2021 still form a pair
+
+
+def test_absent_rows_count_as_missing_days():
+    daily = make_daily()
+    drop = (daily.site_id == "B") & (daily.date >= "2021-07-01")  # 184 d absent
+    _, _, report = validate_sites(make_static(), daily[~drop])
+    assert "swc missing" in year_row(report, "B", 2021).reason
+    assert site_row(report, "B").status == "accepted"
+
+
+def test_site_needs_two_consecutive_accepted_years():
+    daily = make_daily(years=(2019, 2020, 2021))
+    mid = (daily.site_id == "B") & (daily.date.dt.year == 2020)
+    daily.loc[mid, "swc"] = np.nan
+    static, clean, report = validate_sites(make_static(), daily)
+    row = site_row(report, "B")
+    assert row.status == "rejected" and "consecutive" in row.reason
+    assert "B" not in set(clean.site_id) and "B" not in set(static.site_id)
+    # every year of B is in the report with a reason
+    years = report[(report.site_id == "B") & (report.level == "site-year")]
+    assert len(years) == 3 and (years.reason != "").all()
+
+
+def test_missing_statics_are_nan_and_flagged_not_rejected():
+    static = make_static().drop(columns=["bulk_density"])
+    static.loc[static.site_id == "A", ["sand", "silt", "clay"]] = np.nan
+    clean, _, report = validate_sites(static, make_daily())
+    assert clean.set_index("site_id").static_missing.to_dict() == {
+        "A": "sand,silt,clay,bulk_density", "B": "bulk_density"}
+    assert "static attributes missing" in site_row(report, "A").note
+    assert site_row(report, "A").status == "accepted"
+
+
+def test_orphan_sites_reported():
+    _, _, report = validate_sites(make_static(("A", "B", "C")), make_daily(("A", "D")))
+    assert "no rows in the daily table" in site_row(report, "C").reason
+    assert "no row in the static table" in site_row(report, "D").reason
+    assert site_row(report, "B").status == "rejected"
+
+
+def test_write_load_roundtrip_with_report(tmp_path):
+    static, daily, report = validate_sites(make_static(), make_daily())
+    out = str(tmp_path / "ds")
+    write_site_dataset(SiteDataset(static, daily, report), out, {"source": "test"})
+    assert storage.verify_manifest(out)
+    assert "Rejected sites:" in (tmp_path / "ds" / schema.QC_SUMMARY_FILE).read_text()
+    ds = load_site_dataset(out)
+    assert len(ds.daily) == len(daily) and ds.report is not None
+    ds2 = load_site_dataset(out, validate=True)
+    assert len(ds2.daily) == len(daily)
+    (tmp_path / "ds" / schema.DAILY_FILE).write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="manifest"):
+        load_site_dataset(out)
