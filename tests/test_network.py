@@ -231,3 +231,12 @@ def test_ray_tasks_build_the_same_network(small_network, ray_session, tmp_path):
     out = str(tmp_path / "ray")
     build_network(NetworkConfig(**SMALL), out, executor="ray", progress=lambda m: None)
     pd.testing.assert_frame_equal(load_network(out)["daily"], load_network(small_network)["daily"])
+
+
+def test_site_dataset_qc_accepts_the_virtual_network(small_network):
+    from sptf_ray.data.validate import validate_sites
+
+    net = load_network(small_network)
+    clean_static, clean_daily, report = validate_sites(net["sites"], net["daily"])
+    assert set(clean_static["site_id"]) == set(net["sites"]["site_id"])
+    assert len(clean_daily) == len(net["daily"])
