@@ -201,8 +201,8 @@ class SCEUASettings:
     def validate(self) -> None:
         if self.max_evals < 1 or self.n_complexes < 1 or self.kstop < 1:
             raise ValueError("max_evals, n_complexes and kstop must be >= 1")
-        if self.max_evals < self.n_complexes * (2 * 6 + 1):
-            raise ValueError(f"max_evals={self.max_evals} is below one initial population "
+        if self.max_evals <= self.n_complexes * (2 * 6 + 1):
+            raise ValueError(f"max_evals={self.max_evals} must exceed one initial population "
                              f"({self.n_complexes} complexes x 13 points)")
         if not (self.pcento >= 0 and self.peps >= 0):
             raise ValueError("pcento and peps must be >= 0")
