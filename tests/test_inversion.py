@@ -32,11 +32,11 @@ def _write_dataset(path, static, daily):
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory):
-    static, daily = synthetic_dataset(4, seed=7, models=("fxw",))
+    static, daily = synthetic_dataset(3, seed=7, models=("fxw",))
     return _write_dataset(tmp_path_factory.mktemp("sites"), static, daily)
 
 
-FAST = {"max_evals": 30, "n_complexes": 2}  # one initial population: cheap, for plumbing tests
+FAST = {"max_evals": 16, "n_complexes": 1}  # one initial population: cheap, for plumbing tests
 
 
 # ------------------------------------------------------------------------------ objective
@@ -83,7 +83,7 @@ def test_non_converging_simulations_score_inf_and_are_counted(known_site):
             return out
 
     res = invert_year("vgm", known_site[2001], known_site[2002], Flaky(), SCEUASettings(**FAST))
-    assert 13 <= res.n_failed <= res.n_evals // 2 + 2 and np.isfinite(res.objective)
+    assert 7 <= res.n_failed <= res.n_evals // 2 + 2 and np.isfinite(res.objective)
 
 
 # ------------------------------------------------------------------------------ input errors
@@ -125,14 +125,14 @@ def test_stage_without_ray_resumes_and_refuses_other_configs(small_dataset, tmp_
            "sceua": FAST, "ray": {"enabled": False}, "progress": False}
     ran = []
     table = run_inversion(cfg, on_site_done=lambda s, st: ran.append(s["site_id"]))
-    assert sorted(ran) == ["S0000", "S0001", "S0002", "S0003"]
-    assert len(table) == 8 and set(table["mode"]) == {"historical", "same_year"}
+    assert sorted(ran) == ["S0000", "S0001", "S0002"]
+    assert len(table) == 6 and set(table["mode"]) == {"historical", "same_year"}
     hist = table[table["mode"] == "historical"]
     assert (hist["calib_year"] == 2001).all() and (hist["eval_year"] == 2002).all()
     same = table[table["mode"] == "same_year"]
     assert (same["calib_year"] == 2002).all()
     assert np.allclose(same["calib_rmse"], same["rmse"])  # same-year scores where it calibrated
-    assert (table["evaluations"] <= 30).all() and table["theta_s"].notna().all() and table["theta_r"].isna().all()
+    assert (table["evaluations"] <= 16).all() and table["theta_s"].notna().all() and table["theta_r"].isna().all()
     saved = storage.read_parquet(os.path.join(out, "inversion.parquet"))
     pd.testing.assert_frame_equal(saved.reset_index(drop=True), table.reset_index(drop=True))
     assert storage.verify_manifest(out) and os.path.exists(os.path.join(out, "config.yaml"))
@@ -152,14 +152,14 @@ def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):
     from sptf_ray.cli import main
 
     out = str(tmp_path / "cli")
-    rc = main(["invert", small_dataset, "--out", out, "--models", "fxw", "--max-sites", "1", "--max-evals", "30",
-               "--n-complexes", "2", "--no-ray"])
+    rc = main(["invert", small_dataset, "--out", out, "--models", "fxw", "--max-sites", "1", "--max-evals", "16",
+               "--n-complexes", "1", "--no-ray"])
     assert rc == 0
     assert "inverted 1 site(s)" in capsys.readouterr().out
     from sptf_ray.config import load_config
 
     saved = load_config(InvertConfig, os.path.join(out, "config.yaml"))
-    assert saved.sceua.max_evals == 30 and saved.ray.enabled is False
+    assert saved.sceua.max_evals == 16 and saved.ray.enabled is False
 
 
 def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path):
@@ -167,17 +167,21 @@ def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path)
     out = str(tmp_path / "ray")
     killed = []
 
-    def kill_the_busy_actor(summary, state):
+    def kill_actors(summary, state):
+        # After the first site: SIGKILL both actors, the idle one about to get the next site and
+        # (most likely) the one still busy with its site, whose task must then be retried.
         if not killed:
-            victim = next(pid for pid in state["pids"].values() if pid != summary["pid"])
-            os.kill(victim, signal.SIGKILL)
-            killed.append(victim)
+            for pid in state["pids"].values():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
 
     cfg = {"data": small_dataset, "out": out, "models": ["fxw"], "sceua": FAST, "progress": False,
            "ray": {"num_actors": 2, "cpus_per_actor": 1.0, "max_restarts": 2, "max_task_retries": 2}}
     seen = []
-    table = run_inversion(cfg, on_site_done=lambda s, st: (seen.append(s), kill_the_busy_actor(s, st)))
-    assert killed and killed[0] not in [s["pid"] for s in seen[1:]]
-    assert sorted(table["site_id"]) == ["S0000", "S0001", "S0002", "S0003"]
-    assert len({s["site_id"] for s in seen}) == 4
+    table = run_inversion(cfg, on_site_done=lambda s, st: (seen.append(s), kill_actors(s, st)))
+    assert len(killed) == 2
+    later_pids = {s["pid"] for s in seen[1:]}
+    assert later_pids and not later_pids & set(killed)  # restarted actors did the rest
+    assert sorted(table["site_id"]) == ["S0000", "S0001", "S0002"]
+    assert len({s["site_id"] for s in seen}) == 3
     assert ray.is_initialized()
