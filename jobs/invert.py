@@ -1,7 +1,7 @@
 """`ray job submit -- python jobs/invert.py CONFIG_URI`: the invert stage as a Ray job.
 
 Thin: reads an InvertConfig (YAML/JSON at any storage URI) and calls the same function as
-`sptf invert`. Connects to the cluster the job runs in (RAY_ADDRESS), or starts a local Ray.
+`sptf invert`. With Ray enabled it joins the cluster the job runs in (RAY_ADDRESS), else starts a local Ray.
 """
 from __future__ import annotations
 
@@ -26,10 +26,6 @@ def main(argv=None) -> int:
     if args.out:
         data["out"] = args.out
     config = load_config(InvertConfig, data)
-    if config.ray.enabled and config.ray.address is None and os.environ.get("RAY_ADDRESS"):
-        import ray
-
-        ray.init(address="auto", log_to_driver=False)
     table = run_inversion(config)
     print(f"inverted {table['site_id'].nunique()} site(s) -> {config.out}")
     return 0

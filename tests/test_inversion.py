@@ -161,6 +161,16 @@ def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):
     saved = load_config(InvertConfig, os.path.join(out, "config.yaml"))
     assert saved.sceua.max_evals == 16 and saved.ray.enabled is False
 
+    # jobs/invert.py: the same stage from a config file (resumes: the site is already done).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("job_invert", os.path.join(os.path.dirname(__file__), "..",
+                                                                           "jobs", "invert.py"))
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main([os.path.join(out, "config.yaml")]) == 0
+    assert "inverted 1 site(s)" in capsys.readouterr().out
+
 
 def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path):
     ray = ray_session

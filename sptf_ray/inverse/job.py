@@ -271,7 +271,9 @@ def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callab
     import ray
 
     if not ray.is_initialized():
-        ray.init(config.ray.address or "local", log_to_driver=False)
+        # Inside `ray job submit` (RAY_ADDRESS set) join that cluster; else start a local one.
+        address = config.ray.address or (None if os.environ.get("RAY_ADDRESS") else "local")
+        ray.init(address, log_to_driver=False)
     cpus = config.ray.cpus_per_actor
     n_actors = config.ray.num_actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
     n_actors = min(n_actors, len(todo))
