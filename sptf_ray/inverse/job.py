@@ -1,0 +1,315 @@
+"""`invert` stage: SCE-UA inversion of many sites, spread over Ray actors, resumable.
+
+Layout under ``out`` (any storage URI):
+
+- ``config.yaml``: the resolved `InvertConfig` (written first; a re-run into the same ``out``
+  must match it in every setting that changes results, else it refuses);
+- ``sites/<site>.parquet``: one small result file per site, written atomically by whoever
+  inverted it; a site with a file is done and is skipped on a re-run (resume);
+- ``inversion.parquet``: all selected sites' rows, written at the end, then ``manifest.json``.
+
+With ``ray.enabled`` the sites go to a pool of actors (``num_actors`` x ``cpus_per_actor``), each
+holding its forward model with ``numba.set_num_threads(cpus_per_actor)``. An actor that dies is
+restarted (``max_restarts``) and its site retried (``max_task_retries``). Without Ray the same
+per-site function runs in a loop in this process.
+"""
+from __future__ import annotations
+
+import math
+import os
+import re
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Callable, Literal, Optional
+
+import numpy as np
+import pandas as pd
+
+from sptf_ray import storage
+from sptf_ray.config import config_hash, config_to_dict, load_config, save_config
+from sptf_ray.inverse.site import (MODES, SCEUASettings, SiteYear, invert_site, make_forward, results_frame,
+                                   site_years, validate_site)
+from sptf_ray.physics.parameters import MODELS, check_model
+
+CONFIG_FILE = "config.yaml"
+SITES_DIR = "sites"
+RESULTS_FILE = "inversion.parquet"
+
+
+@dataclass
+class RayOptions:
+    enabled: bool = True
+    address: Optional[str] = None  # None: an already-initialised Ray, else a new local instance
+    num_actors: int = 0  # 0: as many as the cluster's CPUs allow
+    cpus_per_actor: float = 1.0
+    max_restarts: int = 3
+    max_task_retries: int = 3
+
+    def validate(self) -> None:
+        if self.num_actors < 0:
+            raise ValueError("ray.num_actors must be >= 0 (0 = fill the cluster)")
+        if not self.cpus_per_actor > 0:
+            raise ValueError("ray.cpus_per_actor must be > 0")
+        if self.max_restarts < 0 or self.max_task_retries < 0:
+            raise ValueError("ray.max_restarts and ray.max_task_retries must be >= 0")
+
+
+@dataclass
+class InvertConfig:
+    """Everything `sptf invert` / `jobs/invert.py` needs."""
+
+    data: str  # site dataset dir (sites.parquet + daily.parquet)
+    out: str  # results dir (URI)
+    models: list[str] = field(default_factory=lambda: list(MODELS))
+    modes: list[str] = field(default_factory=lambda: ["historical"])  # and/or "same_year"
+    split: Optional[str] = None  # "train" | "val" | "test": sites of that split (splits.parquet in data)
+    sites: Optional[list[str]] = None  # explicit site ids (intersected with split, if both given)
+    max_sites: Optional[int] = None  # the first N selected sites (sorted), for small runs
+    samples: Literal["all", "last"] = "all"  # year pairs per site
+    forward: str = "solver"  # or a surrogate bundle URI (issue 6)
+    min_valid_days: int = 30  # unfrozen days needed in a year
+    sceua: SCEUASettings = field(default_factory=SCEUASettings)
+    ray: RayOptions = field(default_factory=RayOptions)
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.data or not self.out:
+            raise ValueError("data and out must be given")
+        if not self.models:
+            raise ValueError("models is empty: give 'vgm' and/or 'fxw'")
+        self.models = [check_model(m) for m in self.models]
+        if len(set(self.models)) != len(self.models):
+            raise ValueError(f"models has duplicates: {self.models}")
+        bad = [m for m in self.modes if m not in MODES]
+        if bad or not self.modes:
+            raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes}")
+        if self.split is not None and self.split not in ("train", "val", "test"):
+            raise ValueError(f"split must be train, val or test, got {self.split!r}")
+        if self.max_sites is not None and self.max_sites < 1:
+            raise ValueError("max_sites must be >= 1")
+        if self.min_valid_days < 1:
+            raise ValueError("min_valid_days must be >= 1")
+
+    def result_key(self) -> dict:
+        """The settings a finished site's results depend on (resume must match them)."""
+        d = config_to_dict(self)
+        return {k: d[k] for k in ("models", "modes", "samples", "forward", "min_valid_days", "sceua")}
+
+
+def site_file(out: str, site_id: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(site_id))[:80]
+    return storage.join(out, SITES_DIR, f"{safe}-{zlib.crc32(str(site_id).encode()):08x}.parquet")
+
+
+# --------------------------------------------------------------------------- per-site work
+def _payload(years: dict[int, SiteYear]) -> dict:
+    return {y: {k: getattr(s, k) for k in ("swc", "precip", "pet", "lai", "lst_c")} for y, s in years.items()}
+
+
+def _unpayload(site_id: str, payload: dict) -> dict[int, SiteYear]:
+    return {int(y): SiteYear(site_id, int(y), **arrays) for y, arrays in payload.items()}
+
+
+def invert_one_site(config: InvertConfig, forward, site_id: str, payload: dict) -> dict:
+    """Invert one site, write its result file atomically; returns a small summary."""
+    t0 = time.perf_counter()
+    years = _unpayload(site_id, payload)
+    df = invert_site(site_id, years, forward, models=config.models, modes=config.modes, samples=config.samples,
+                     settings=config.sceua, min_valid_days=config.min_valid_days)
+    storage.atomic_write_parquet(df, site_file(config.out, site_id))
+    return {"site_id": site_id, "rows": len(df), "seconds": time.perf_counter() - t0, "pid": os.getpid(),
+            "failed_simulations": int(df["failed_simulations"].sum())}
+
+
+class InversionWorker:
+    """Actor body: holds the forward model; numba threads = the actor's CPUs."""
+
+    def __init__(self, config: dict, num_threads: int):
+        self.config = load_config(InvertConfig, config)
+        self.forward = make_forward(self.config.forward, num_threads=num_threads)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def invert(self, site_id: str, payload: dict) -> dict:
+        return invert_one_site(self.config, self.forward, site_id, payload)
+
+
+# --------------------------------------------------------------------------- selection
+def select_sites(config: InvertConfig, static: pd.DataFrame, daily: pd.DataFrame) -> list[str]:
+    ids = sorted(static["site_id"].astype(str).unique())
+    if config.split is not None:
+        from sptf_ray.data.splits import SPLITS_FILE, load_splits
+
+        if not storage.exists(storage.join(config.data, SPLITS_FILE)):
+            raise FileNotFoundError(f"split {config.split!r} asked for but {config.data} has no {SPLITS_FILE} "
+                                    "(make the splits first, or pass site ids)")
+        splits = load_splits(config.data)
+        chosen = set(splits.loc[splits["split"] == config.split, "site_id"].astype(str))
+        ids = [s for s in ids if s in chosen]
+    if config.sites is not None:
+        unknown = sorted(set(config.sites) - set(static["site_id"].astype(str)))
+        if unknown:
+            raise ValueError(f"site(s) not in the dataset: {unknown[:10]}")
+        wanted = set(config.sites)
+        ids = [s for s in ids if s in wanted]
+    if config.max_sites is not None:
+        ids = ids[: config.max_sites]
+    if not ids:
+        raise ValueError("no sites selected (check split / sites)")
+    return ids
+
+
+def _check_resume(config: InvertConfig) -> None:
+    uri = storage.join(config.out, CONFIG_FILE)
+    if storage.exists(uri):
+        old = load_config(InvertConfig, uri)
+        if config_hash_of(old) != config_hash_of(config):
+            raise ValueError(f"{config.out} holds results of a different inversion config "
+                             f"(was {old.result_key()}, now {config.result_key()}); use another --out")
+
+
+def config_hash_of(config: InvertConfig) -> str:
+    @dataclass
+    class _Key:
+        key: dict
+
+    return config_hash(_Key(config.result_key()))
+
+
+class Progress:
+    """One line per finished site: done/total, rate, ETA."""
+
+    def __init__(self, total: int, skipped: int, enabled: bool = True, stream=None):
+        self.total, self.skipped, self.enabled = total, skipped, enabled
+        self.done = 0
+        self.t0 = time.perf_counter()
+        self.stream = stream or sys.stderr
+
+    def update(self, site_id: str, info: str = "") -> str:
+        self.done += 1
+        elapsed = time.perf_counter() - self.t0
+        rate = self.done / elapsed if elapsed > 0 else float("nan")
+        left = self.total - self.skipped - self.done
+        eta = left / rate if rate > 0 else float("nan")
+        line = (f"invert: {self.skipped + self.done}/{self.total} sites done ({self.skipped} resumed), "
+                f"{rate * 60:.2f} sites/min, ETA {_fmt(eta)} - {site_id} {info}")
+        if self.enabled:
+            print(line, file=self.stream, flush=True)
+        return line
+
+
+def _fmt(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m{s:02d}s" if h else f"{m}m{s:02d}s"
+
+
+# --------------------------------------------------------------------------- the stage
+def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] = None) -> pd.DataFrame:
+    """Invert the selected sites; returns the combined table (also written to out/inversion.parquet).
+
+    `on_site_done(summary, state)` is called on the driver after each site (state has the
+    actors' pids under "pids" when Ray is used): a hook for progress and fault-injection tests.
+    """
+    from sptf_ray.data.validate import load_site_dataset
+
+    config = load_config(InvertConfig, config)
+    if config.forward != "solver":
+        make_forward(config.forward)  # fail fast (surrogate pending) before any work
+    dataset = load_site_dataset(config.data)
+    site_ids = select_sites(config, dataset.static, dataset.daily)
+    daily = dataset.daily[dataset.daily["site_id"].astype(str).isin(site_ids)]
+    by_site = {sid: g for sid, g in daily.groupby(daily["site_id"].astype(str))}
+    problems, payloads = [], {}
+    for sid in site_ids:
+        try:
+            if sid not in by_site:
+                raise ValueError(f"site {sid!r}: no rows in the daily table")
+            years = site_years(by_site[sid], sid)
+            validate_site(sid, years, config.samples, config.min_valid_days)
+            payloads[sid] = _payload(years)
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError(f"{len(problems)} site(s) cannot be inverted: " + "; ".join(problems[:10]))
+
+    _check_resume(config)
+    storage.makedirs(config.out)
+    save_config(config, storage.join(config.out, CONFIG_FILE))
+    todo = [sid for sid in site_ids if not storage.exists(site_file(config.out, sid))]
+    progress = Progress(len(site_ids), len(site_ids) - len(todo), config.progress)
+    state: dict = {"pids": {}, "summaries": []}
+
+    def done(summary):
+        state["summaries"].append(summary)
+        progress.update(summary["site_id"], f"({summary['seconds']:.1f} s)")
+        if on_site_done is not None:
+            on_site_done(summary, state)
+
+    if todo:
+        if config.ray.enabled:
+            _run_ray(config, todo, payloads, done, state)
+        else:
+            forward = make_forward(config.forward)
+            for sid in todo:
+                done(invert_one_site(config, forward, sid, payloads[sid]))
+
+    frames = [storage.read_parquet(site_file(config.out, sid)) for sid in site_ids]
+    table = pd.concat(frames, ignore_index=True) if frames else results_frame([])
+    storage.atomic_write_parquet(table, storage.join(config.out, RESULTS_FILE))
+    storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE],
+                           {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
+    return table
+
+
+def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callable, state: dict) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        # Inside `ray job submit` (RAY_ADDRESS set) join that cluster; else start a local one.
+        address = config.ray.address or (None if os.environ.get("RAY_ADDRESS") else "local")
+        ray.init(address, log_to_driver=False)
+    cpus = config.ray.cpus_per_actor
+    n_actors = config.ray.num_actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
+    n_actors = min(n_actors, len(todo))
+    threads = max(1, int(cpus))
+    Worker = ray.remote(InversionWorker).options(num_cpus=cpus, max_restarts=config.ray.max_restarts,
+                                                 max_task_retries=config.ray.max_task_retries)
+    cfg = config_to_dict(config)
+    actors = [Worker.remote(cfg, threads) for _ in range(n_actors)]
+    try:
+        state["actors"] = actors
+        state["pids"] = dict(enumerate(ray.get([a.pid.remote() for a in actors])))
+        queue = list(todo)
+        running = {}  # ObjectRef -> (actor index, site id)
+        failures = []
+
+        def submit(i):
+            if queue:
+                sid = queue.pop(0)
+                running[actors[i].invert.remote(sid, payloads[sid])] = (i, sid)
+
+        for i in range(n_actors):
+            submit(i)
+        while running:
+            ready, _ = ray.wait(list(running), num_returns=1)
+            ref = ready[0]
+            i, sid = running.pop(ref)
+            try:
+                summary = ray.get(ref)
+            except Exception as exc:  # retries exhausted or the site itself failed
+                failures.append(f"{sid}: {type(exc).__name__}: {exc}")
+            else:
+                done(summary)
+            submit(i)
+        if failures:
+            raise RuntimeError(f"{len(failures)} site(s) failed (re-run to retry them; finished sites are kept): "
+                               + " | ".join(f[:500] for f in failures[:5]))
+    finally:
+        for a in actors:
+            ray.kill(a)

@@ -1,0 +1,364 @@
+"""Site inversion (paper 2.3): SCE-UA on the frozen-mask MSE of SWC at 5 cm (eq. 17).
+
+Protocol (DESIGN.md section 0):
+
+- every simulated year starts cold (h = -100 cm everywhere at t = 0), forced by that year's
+  P, PET and LAI; a year is 365 days;
+- default mode ``"historical"``: calibrate on the historical year, score on the following
+  (target) year, like the SPTF; mode ``"same_year"`` calibrates on the target year itself
+  (an upper bound on a fit) and scores there;
+- a day counts in the objective and in every metric only when LST >= 0 C (missing LST counts);
+- parameters live in paper Table 1 bounds with theta_s's upper bound max(0.41, max SWC of the
+  *calibration* year) (for "historical", the historical year: never the target year), and the
+  search runs in unit space (log10 for alpha and Ks, `ParameterSpace.to_unit`);
+- the forward model is pluggable (`ForwardModel`): the numba solver (`SolverForward`, exact)
+  now, the torch surrogate later; a simulation that does not converge (any non-finite day)
+  scores +inf and is counted in ``n_failed``.
+
+Nothing here imports Ray or torch.
+"""
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Iterable, Optional, Protocol, runtime_checkable
+
+import numpy as np
+import pandas as pd
+
+from sptf_ray.inverse.sceua import sceua
+from sptf_ray.physics.parameters import MODELS, PARAM_NAMES, check_model, parameter_space, theta_s_upper
+
+DAYS_PER_YEAR = 365
+MODES = ("historical", "same_year")
+# Union of both models' parameter names: the result table has one column each (NaN if unused).
+ALL_PARAM_NAMES = ("theta_r", "theta_s", "alpha", "n", "m", "Ks", "H50")
+
+
+# --------------------------------------------------------------------------- forward models
+@runtime_checkable
+class ForwardModel(Protocol):
+    """Maps parameter sets and forcing to daily SWC at 5 cm, cold-started each call.
+
+    ``simulate_batch(model, params (P, 6), precip, pet, lai (P, T) or (T,)) -> swc (P, T)``.
+    A simulation that could not be completed has non-finite days in its row.
+    """
+
+    name: str
+
+    def simulate_batch(self, model: str, params: np.ndarray, precip: np.ndarray, pet: np.ndarray,
+                       lai: np.ndarray) -> np.ndarray: ...
+
+
+class SolverForward:
+    """The numba Richards solver (exact). Rows of failed simulations are all NaN."""
+
+    name = "solver"
+
+    def __init__(self, config=None, num_threads: Optional[int] = None):
+        from sptf_ray.physics import SolverConfig
+
+        self.config = config if config is not None else SolverConfig()
+        if self.config.initial_head != -100.0:
+            raise ValueError("the inversion protocol starts every year cold at h = -100 cm "
+                             f"(SolverConfig.initial_head is {self.config.initial_head})")
+        if num_threads is not None:
+            import numba
+
+            numba.set_num_threads(int(max(1, min(num_threads, numba.config.NUMBA_NUM_THREADS))))
+
+    def simulate_batch(self, model, params, precip, pet, lai):
+        from sptf_ray.physics import simulate
+
+        result = simulate(model, params, precip, pet, lai, config=self.config, raise_on_failure=False)
+        swc = np.array(result.swc, dtype=np.float64)
+        swc[~result.ok] = np.nan
+        return swc
+
+
+def make_forward(spec: str = "solver", num_threads: Optional[int] = None) -> ForwardModel:
+    """``"solver"`` (numba, exact) or the URI of a surrogate bundle (issue 6: pending)."""
+    if spec == "solver":
+        return SolverForward(num_threads=num_threads)
+    raise NotImplementedError(
+        f"forward model {spec!r}: the surrogate forward model is not built yet (issue 6); "
+        "use forward='solver'")
+
+
+# --------------------------------------------------------------------------- data and metrics
+def frozen_mask(lst_c) -> np.ndarray:
+    """True where a day counts: LST >= 0 C; a missing LST counts (DESIGN section 0)."""
+    lst = np.asarray(lst_c, dtype=np.float64)
+    return ~(lst < 0.0)  # NaN compares False, so it counts
+
+
+def masked_mse(sim: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Eq. 17 per row of sim (P, T): mean squared error over the counted days.
+
+    Rows with any non-finite counted day are +inf.
+    """
+    sim = np.atleast_2d(sim)
+    err = sim[:, mask] - obs[mask]
+    out = np.mean(err * err, axis=1)
+    return np.where(np.isfinite(out), out, np.inf)
+
+
+def rmse(sim, obs, mask) -> float:
+    """Eq. 18 over the counted days."""
+    return float(np.sqrt(masked_mse(np.asarray(sim, dtype=np.float64), obs, mask)[0]))
+
+
+def nse(sim, obs, mask) -> float:
+    """Eq. 19 over the counted days (NaN when the observations do not vary)."""
+    s, o = np.asarray(sim, dtype=np.float64)[mask], np.asarray(obs, dtype=np.float64)[mask]
+    denom = float(np.sum((o - o.mean()) ** 2))
+    if not np.all(np.isfinite(s)):
+        return float("-inf")
+    return float(1.0 - np.sum((s - o) ** 2) / denom) if denom > 0 else float("nan")
+
+
+@dataclass
+class SiteYear:
+    """One 365-day year of a site: observations (swc, lst_c) and forcing (precip, pet, lai)."""
+
+    site_id: str
+    year: int
+    swc: np.ndarray
+    precip: np.ndarray
+    pet: np.ndarray
+    lai: np.ndarray
+    lst_c: np.ndarray
+
+    @property
+    def mask(self) -> np.ndarray:
+        return frozen_mask(self.lst_c)
+
+    def validate(self, min_valid_days: int = 30) -> "SiteYear":
+        where = f"site {self.site_id!r} year {self.year}"
+        for name in ("swc", "precip", "pet", "lai", "lst_c"):
+            a = np.asarray(getattr(self, name), dtype=np.float64)
+            setattr(self, name, a)
+            if a.shape != (DAYS_PER_YEAR,):
+                raise ValueError(f"{where}: {name} has {a.size} days, expected {DAYS_PER_YEAR} "
+                                 "(run QC: validate_sites keeps complete 365-day years)")
+        for name in ("swc", "precip", "pet", "lai"):
+            a = getattr(self, name)
+            bad = ~np.isfinite(a)
+            if bad.any():
+                raise ValueError(f"{where}: {name} has {int(bad.sum())} missing/non-finite day(s) "
+                                 f"(first: day {int(np.flatnonzero(bad)[0]) + 1}); QC should have "
+                                 "interpolated or rejected this year")
+            if (a < 0).any():
+                raise ValueError(f"{where}: {name} has negative values")
+        if (self.swc > 1).any():
+            raise ValueError(f"{where}: swc exceeds 1 cm3/cm3 (percent instead of a fraction?)")
+        n_valid = int(self.mask.sum())
+        if n_valid < min_valid_days:
+            raise ValueError(f"{where}: only {n_valid} unfrozen day(s) (LST >= 0 C), fewer than "
+                             f"min_valid_days={min_valid_days}: too few observations to invert")
+        return self
+
+
+def site_years(daily: pd.DataFrame, site_id: str) -> dict[int, SiteYear]:
+    """The years of one site in a daily table (schema.py columns), keyed by calendar year."""
+    rows = daily[daily["site_id"].astype(str) == str(site_id)]
+    if rows.empty:
+        raise ValueError(f"site {site_id!r}: no rows in the daily table")
+    rows = rows.sort_values("date")
+    years = {}
+    for year, g in rows.groupby(rows["date"].dt.year):
+        g = g[~((g["date"].dt.month == 12) & (g["date"].dt.day == 31) & g["date"].dt.is_leap_year)]
+        years[int(year)] = SiteYear(str(site_id), int(year), g["swc"].to_numpy(float), g["precip_cm"].to_numpy(float),
+                                    g["pet_cm"].to_numpy(float), g["lai"].to_numpy(float),
+                                    g["lst_c"].to_numpy(float))
+    return years
+
+
+def year_pairs(years: dict[int, SiteYear], samples: str = "all") -> list[tuple[int, int]]:
+    """(historical, target) pairs of consecutive complete years; ``samples="last"`` keeps the latest."""
+    full = sorted(y for y, sy in years.items() if np.size(sy.swc) == DAYS_PER_YEAR)
+    pairs = [(y, y + 1) for y in full if y + 1 in full]
+    if samples == "last":
+        pairs = pairs[-1:]
+    elif samples != "all":
+        raise ValueError(f"samples must be 'all' or 'last', got {samples!r}")
+    return pairs
+
+
+# --------------------------------------------------------------------------- inversion
+@dataclass
+class SCEUASettings:
+    """SCE-UA settings of a site inversion. Stopping rules default to spotpy's (DESIGN section 0)."""
+
+    max_evals: int = 2000
+    n_complexes: int = 4
+    kstop: int = 100
+    pcento: float = 1e-7
+    peps: float = 1e-7
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.max_evals < 1 or self.n_complexes < 1 or self.kstop < 1:
+            raise ValueError("max_evals, n_complexes and kstop must be >= 1")
+        if self.max_evals <= self.n_complexes * (2 * 6 + 1):
+            raise ValueError(f"max_evals={self.max_evals} must exceed one initial population "
+                             f"({self.n_complexes} complexes x 13 points)")
+        if not (self.pcento >= 0 and self.peps >= 0):
+            raise ValueError("pcento and peps must be >= 0")
+
+
+def site_seed(seed: int, site_id: str, model: str, mode: str, year: int) -> int:
+    """A per-inversion seed that does not depend on the order sites are run in."""
+    key = f"{seed}|{site_id}|{model}|{mode}|{year}".encode()
+    return zlib.crc32(key)
+
+
+class _Objective:
+    """Eq. 17 of a unit-space batch through the forward model; counts failed simulations."""
+
+    def __init__(self, model, space, year: SiteYear, forward: ForwardModel):
+        self.model, self.space, self.year, self.forward = model, space, year, forward
+        self.mask = year.mask
+        self.n_failed = 0
+
+    def params(self, unit: np.ndarray) -> np.ndarray:
+        return self.space.from_unit(np.clip(unit, 0.0, 1.0))
+
+    def __call__(self, unit: np.ndarray) -> np.ndarray:
+        p = self.params(unit)
+        n = p.shape[0]
+        y = self.year
+        swc = self.forward.simulate_batch(self.model, p, np.broadcast_to(y.precip, (n, DAYS_PER_YEAR)),
+                                          np.broadcast_to(y.pet, (n, DAYS_PER_YEAR)),
+                                          np.broadcast_to(y.lai, (n, DAYS_PER_YEAR)))
+        values = masked_mse(swc, y.swc, self.mask)
+        self.n_failed += int(np.sum(~np.isfinite(values)))
+        return values
+
+
+@dataclass
+class InversionResult:
+    site_id: str
+    model: str
+    mode: str
+    calib_year: int
+    eval_year: int
+    params: np.ndarray
+    objective: float  # eq. 17 on the calibration year
+    calib_rmse: float
+    nse: float  # on the evaluation year (the target year)
+    rmse: float
+    n_evals: int
+    n_failed: int
+    n_loops: int
+    reason: str
+    seconds: float
+    theta_s_upper: float
+    seed: int
+    forward: str
+    extra: dict = field(default_factory=dict)
+
+    def to_row(self) -> dict:
+        row = {"site_id": self.site_id, "model": self.model, "mode": self.mode,
+               "calib_year": self.calib_year, "eval_year": self.eval_year}
+        names = PARAM_NAMES[self.model]
+        row.update({k: (float(self.params[names.index(k)]) if k in names else np.nan) for k in ALL_PARAM_NAMES})
+        row.update({"objective": self.objective, "calib_rmse": self.calib_rmse, "nse": self.nse,
+                    "rmse": self.rmse, "evaluations": self.n_evals, "failed_simulations": self.n_failed,
+                    "loops": self.n_loops, "reason": self.reason, "seconds": self.seconds,
+                    "theta_s_upper": self.theta_s_upper, "seed": self.seed, "forward": self.forward})
+        return row
+
+
+def invert_year(model: str, calib: SiteYear, evaluate: Optional[SiteYear], forward: ForwardModel,
+                settings: SCEUASettings | None = None, *, mode: str = "historical", seed: Optional[int] = None,
+                min_valid_days: int = 30) -> InversionResult:
+    """Calibrate `model` on `calib` (eq. 17), then score the best parameters on `evaluate`.
+
+    `evaluate=None` scores on the calibration year. theta_s's upper bound comes from `calib`.
+    """
+    t0 = time.perf_counter()
+    model = check_model(model)
+    settings = settings or SCEUASettings()
+    settings.validate()
+    calib.validate(min_valid_days)
+    evaluate = evaluate if evaluate is not None else calib
+    if evaluate is not calib:
+        evaluate.validate(min_valid_days)
+    upper_ts = theta_s_upper(float(np.max(calib.swc)))
+    space = parameter_space(model, theta_s_upper=upper_ts)
+    objective = _Objective(model, space, calib, forward)
+    seed = seed if seed is not None else site_seed(settings.seed, calib.site_id, model, mode, calib.year)
+    res = sceua(objective, np.zeros(6), np.ones(6), seed=seed, max_evals=settings.max_evals,
+                n_complexes=settings.n_complexes, kstop=settings.kstop, pcento=settings.pcento, peps=settings.peps)
+    best = objective.params(res.best_x[None, :])
+    if not np.isfinite(res.best_f):
+        raise RuntimeError(f"site {calib.site_id!r} {model}: every one of {res.n_evals} simulations failed")
+    sims = forward.simulate_batch(model, np.vstack([best, best]),
+                                  np.vstack([calib.precip, evaluate.precip]), np.vstack([calib.pet, evaluate.pet]),
+                                  np.vstack([calib.lai, evaluate.lai]))
+    return InversionResult(
+        site_id=calib.site_id, model=model, mode=mode, calib_year=calib.year, eval_year=evaluate.year,
+        params=best[0], objective=float(res.best_f), calib_rmse=rmse(sims[0], calib.swc, calib.mask),
+        nse=nse(sims[1], evaluate.swc, evaluate.mask), rmse=rmse(sims[1], evaluate.swc, evaluate.mask),
+        n_evals=int(res.n_evals), n_failed=objective.n_failed, n_loops=int(res.n_loops), reason=res.reason,
+        seconds=time.perf_counter() - t0, theta_s_upper=upper_ts, seed=int(seed),
+        forward=getattr(forward, "name", type(forward).__name__))
+
+
+def invert_site(site_id: str, years: dict[int, SiteYear], forward: ForwardModel, *,
+                models: Iterable[str] = MODELS, modes: Iterable[str] = ("historical",), samples: str = "all",
+                settings: SCEUASettings | None = None, min_valid_days: int = 30) -> pd.DataFrame:
+    """Every (model, mode, year pair) inversion of one site, as result-table rows."""
+    modes = tuple(modes)
+    bad = [m for m in modes if m not in MODES]
+    if bad:
+        raise ValueError(f"unknown inversion mode(s) {bad}: expected {MODES}")
+    pairs = year_pairs(years, samples)
+    if not pairs:
+        have = sorted(years)
+        raise ValueError(f"site {site_id!r}: no two consecutive complete ({DAYS_PER_YEAR}-day) years "
+                         f"(years present: {have}); a site needs a historical and a target year")
+    rows = []
+    for hist, target in pairs:
+        for model in models:
+            for mode in modes:
+                calib = years[hist] if mode == "historical" else years[target]
+                r = invert_year(model, calib, years[target], forward, settings, mode=mode,
+                                min_valid_days=min_valid_days)
+                rows.append(r.to_row())
+    return results_frame(rows)
+
+
+def validate_site(site_id: str, years: dict[int, SiteYear], samples: str = "all", min_valid_days: int = 30) -> None:
+    """Raise ValueError naming what is wrong with a site before any simulation runs."""
+    pairs = year_pairs(years, samples)
+    if not pairs:
+        raise ValueError(f"site {site_id!r}: no two consecutive complete ({DAYS_PER_YEAR}-day) years "
+                         f"(days per year: { {y: int(np.size(s.swc)) for y, s in sorted(years.items())} }); "
+                         "a site needs a historical and a target year")
+    for y in sorted({y for pair in pairs for y in pair}):
+        years[y].validate(min_valid_days)
+
+
+RESULT_DTYPES = {
+    "site_id": "string", "model": "string", "mode": "string", "calib_year": "int64", "eval_year": "int64",
+    **{k: "float64" for k in ALL_PARAM_NAMES},
+    "objective": "float64", "calib_rmse": "float64", "nse": "float64", "rmse": "float64",
+    "evaluations": "int64", "failed_simulations": "int64", "loops": "int64", "reason": "string",
+    "seconds": "float64", "theta_s_upper": "float64", "seed": "int64", "forward": "string",
+}
+
+
+def results_frame(rows: list[dict]) -> pd.DataFrame:
+    df = pd.DataFrame(rows, columns=list(RESULT_DTYPES))
+    return df.astype(RESULT_DTYPES)
+
+
+def invert_sites(sites: dict[str, dict[int, SiteYear]], forward: ForwardModel, **kwargs) -> pd.DataFrame:
+    """In-process inversion of several sites: one SCE-UA per site, each objective call a batch of
+    `n_complexes` points through the batched forward model (numba prange over the batch).
+    For many sites use `sptf_ray.inverse.job.run_inversion` (Ray actors, resumable)."""
+    frames = [invert_site(sid, years, forward, **kwargs) for sid, years in sites.items()]
+    return pd.concat(frames, ignore_index=True) if frames else results_frame([])

@@ -1,0 +1,197 @@
+"""Site inversion (paper 2.3) and the `invert` stage: recovery, mask, resume, actor failure, errors."""
+from __future__ import annotations
+
+import os
+import signal
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sptf_ray import storage
+from sptf_ray.inverse.job import InvertConfig, run_inversion, site_file
+from sptf_ray.inverse.site import (SCEUASettings, SiteYear, SolverForward, frozen_mask, invert_year, make_forward,
+                                   masked_mse, nse, rmse, site_years, validate_site)
+from sptf_ray.inverse.synthetic import synthetic_dataset, synthetic_site
+
+TRUE_FXW = np.array([0.39, 0.02, 2.2, 0.9, 60.0, -600.0])  # theta_s, alpha, n, m, Ks, H50
+
+
+@pytest.fixture(scope="module")
+def known_site():
+    rng = np.random.default_rng(3)
+    _, daily = synthetic_site("K", "fxw", TRUE_FXW, rng)
+    return site_years(daily, "K")
+
+
+def _write_dataset(path, static, daily):
+    storage.atomic_write_parquet(static, os.path.join(path, "sites.parquet"))
+    storage.atomic_write_parquet(daily, os.path.join(path, "daily.parquet"))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    static, daily = synthetic_dataset(3, seed=7, models=("fxw",))
+    return _write_dataset(tmp_path_factory.mktemp("sites"), static, daily)
+
+
+FAST = {"max_evals": 16, "n_complexes": 1}  # one initial population: cheap, for plumbing tests
+
+
+# ------------------------------------------------------------------------------ objective
+def test_frozen_mask_and_metrics():
+    lst = np.array([-1.0, 0.0, np.nan, 5.0])
+    assert frozen_mask(lst).tolist() == [False, True, True, True]
+    obs = np.array([0.9, 0.2, 0.3, 0.4])
+    sim = np.array([[0.0, 0.2, 0.3, 0.4], [0.0, 0.3, 0.3, 0.4], [np.nan, 0.2, 0.3, 0.4], [0.1, np.nan, 0.3, 0.4]])
+    mse = masked_mse(sim, obs, frozen_mask(lst))
+    assert mse[0] == 0.0  # the frozen day's error is ignored
+    assert mse[1] == pytest.approx(0.01 / 3)
+    assert mse[2] == 0.0  # NaN on a frozen day does not matter
+    assert mse[3] == np.inf  # a failed counted day does
+    assert rmse(sim[1], obs, frozen_mask(lst)) == pytest.approx(np.sqrt(0.01 / 3))
+    assert nse(sim[0], obs, frozen_mask(lst)) == 1.0
+
+
+def test_inversion_recovers_known_site_and_ignores_frozen_days(known_site):
+    calib, target = known_site[2001], known_site[2002]
+    frozen = ~calib.mask
+    assert 20 < frozen.sum() < 200  # the synthetic winter freezes
+    # Corrupt the frozen days: eq. 17 must not see them.
+    corrupted = SiteYear(calib.site_id, calib.year, np.where(frozen, 0.05, calib.swc), calib.precip, calib.pet,
+                         calib.lai, calib.lst_c)
+    forward = SolverForward()
+    truth_sim = forward.simulate_batch("fxw", TRUE_FXW[None], calib.precip, calib.pet, calib.lai)
+    assert masked_mse(truth_sim, corrupted.swc, corrupted.mask)[0] < 1e-20
+    res = invert_year("fxw", corrupted, target, forward, SCEUASettings(max_evals=200, n_complexes=2, seed=0))
+    assert res.calib_rmse <= 0.005, res
+    assert res.objective == pytest.approx(res.calib_rmse ** 2, rel=1e-6)
+    assert res.rmse < 0.02 and res.nse > 0.8  # scored on the following year, started cold
+    assert res.n_evals <= 200 and res.reason == "max_evals"
+    assert res.theta_s_upper == pytest.approx(max(0.41, calib.swc.max()))
+    assert res.params[0] <= res.theta_s_upper
+
+
+def test_non_converging_simulations_score_inf_and_are_counted(known_site):
+    class Flaky:
+        name = "flaky"
+
+        def simulate_batch(self, model, params, precip, pet, lai):
+            out = np.full((params.shape[0], 365), 0.3)
+            out[::2] = np.nan  # every other simulation "fails"
+            return out
+
+    res = invert_year("vgm", known_site[2001], known_site[2002], Flaky(), SCEUASettings(**FAST))
+    assert 7 <= res.n_failed <= res.n_evals // 2 + 2 and np.isfinite(res.objective)
+
+
+# ------------------------------------------------------------------------------ input errors
+def test_bad_inputs_raise_clear_errors(known_site, tmp_path):
+    y = known_site[2001]
+    nan_swc = SiteYear("B", 2001, np.where(np.arange(365) == 10, np.nan, y.swc), y.precip, y.pet, y.lai, y.lst_c)
+    with pytest.raises(ValueError, match="swc has 1 missing"):
+        nan_swc.validate()
+    frozen = SiteYear("B", 2001, y.swc, y.precip, y.pet, y.lai, np.full(365, -5.0))
+    with pytest.raises(ValueError, match="unfrozen"):
+        frozen.validate()
+    short = SiteYear("B", 2001, y.swc[:300], y.precip[:300], y.pet[:300], y.lai[:300], y.lst_c[:300])
+    with pytest.raises(ValueError, match="no two consecutive"):
+        validate_site("B", {2001: short, 2002: known_site[2002]})
+    with pytest.raises(ValueError, match="no two consecutive"):
+        validate_site("B", {2001: y})
+    with pytest.raises(NotImplementedError, match="surrogate"):
+        make_forward("s3://bucket/surrogate")
+    with pytest.raises(ValueError, match="unknown config key"):
+        InvertConfig and run_inversion({"data": "x", "out": "y", "max_evalz": 3})
+    with pytest.raises(ValueError, match="modes"):
+        run_inversion({"data": "x", "out": "y", "modes": ["tomorrow"]})
+
+    # A dataset with one good site and one whose SWC has a gap after QC: the stage names it.
+    static, daily = synthetic_dataset(1, seed=1, models=("fxw",))
+    bad = daily.assign(site_id="BAD")
+    bad.loc[bad.index[100:103], "swc"] = np.nan
+    static = pd.concat([static, static.assign(site_id="BAD")], ignore_index=True)
+    data = _write_dataset(tmp_path / "d", static, pd.concat([daily, bad], ignore_index=True))
+    with pytest.raises(ValueError, match=r"1 site\(s\) cannot be inverted: site 'BAD' year 2001: swc has 3"):
+        run_inversion({"data": data, "out": str(tmp_path / "o"), "ray": {"enabled": False}})
+    assert not os.path.exists(tmp_path / "o" / "sites")  # nothing ran
+
+
+# ------------------------------------------------------------------------------ the stage
+def test_stage_without_ray_resumes_and_refuses_other_configs(small_dataset, tmp_path):
+    out = str(tmp_path / "inv")
+    cfg = {"data": small_dataset, "out": out, "models": ["fxw"], "modes": ["historical", "same_year"],
+           "sceua": FAST, "ray": {"enabled": False}, "progress": False}
+    ran = []
+    table = run_inversion(cfg, on_site_done=lambda s, st: ran.append(s["site_id"]))
+    assert sorted(ran) == ["S0000", "S0001", "S0002"]
+    assert len(table) == 6 and set(table["mode"]) == {"historical", "same_year"}
+    hist = table[table["mode"] == "historical"]
+    assert (hist["calib_year"] == 2001).all() and (hist["eval_year"] == 2002).all()
+    same = table[table["mode"] == "same_year"]
+    assert (same["calib_year"] == 2002).all()
+    assert np.allclose(same["calib_rmse"], same["rmse"])  # same-year scores where it calibrated
+    assert (table["evaluations"] <= 16).all() and table["theta_s"].notna().all() and table["theta_r"].isna().all()
+    saved = storage.read_parquet(os.path.join(out, "inversion.parquet"))
+    pd.testing.assert_frame_equal(saved.reset_index(drop=True), table.reset_index(drop=True))
+    assert storage.verify_manifest(out) and os.path.exists(os.path.join(out, "config.yaml"))
+
+    # Resume: finished sites are skipped; a removed site file is redone.
+    os.remove(site_file(out, "S0002"))
+    ran.clear()
+    again = run_inversion(cfg, on_site_done=lambda s, st: ran.append(s["site_id"]))
+    assert ran == ["S0002"]
+    pd.testing.assert_frame_equal(again.drop(columns="seconds"), table.drop(columns="seconds"))
+
+    with pytest.raises(ValueError, match="different inversion config"):
+        run_inversion({**cfg, "sceua": {"max_evals": 60, "n_complexes": 3}})
+
+
+def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):
+    from sptf_ray.cli import main
+
+    out = str(tmp_path / "cli")
+    rc = main(["invert", small_dataset, "--out", out, "--models", "fxw", "--max-sites", "1", "--max-evals", "16",
+               "--n-complexes", "1", "--no-ray"])
+    assert rc == 0
+    assert "inverted 1 site(s)" in capsys.readouterr().out
+    from sptf_ray.config import load_config
+
+    saved = load_config(InvertConfig, os.path.join(out, "config.yaml"))
+    assert saved.sceua.max_evals == 16 and saved.ray.enabled is False
+
+    # jobs/invert.py: the same stage from a config file (resumes: the site is already done).
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("job_invert", os.path.join(os.path.dirname(__file__), "..",
+                                                                           "jobs", "invert.py"))
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    assert job.main([os.path.join(out, "config.yaml")]) == 0
+    assert "inverted 1 site(s)" in capsys.readouterr().out
+
+
+def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path):
+    ray = ray_session
+    out = str(tmp_path / "ray")
+    killed = []
+
+    def kill_actors(summary, state):
+        # After the first site: SIGKILL both actors, the idle one about to get the next site and
+        # (most likely) the one still busy with its site, whose task must then be retried.
+        if not killed:
+            for pid in state["pids"].values():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+
+    cfg = {"data": small_dataset, "out": out, "models": ["fxw"], "sceua": FAST, "progress": False,
+           "ray": {"num_actors": 2, "cpus_per_actor": 1.0, "max_restarts": 2, "max_task_retries": 2}}
+    seen = []
+    table = run_inversion(cfg, on_site_done=lambda s, st: (seen.append(s), kill_actors(s, st)))
+    assert len(killed) == 2
+    later_pids = {s["pid"] for s in seen[1:]}
+    assert later_pids and not later_pids & set(killed)  # restarted actors did the rest
+    assert sorted(table["site_id"]) == ["S0000", "S0001", "S0002"]
+    assert len({s["site_id"] for s in seen}) == 3
+    assert ray.is_initialized()
