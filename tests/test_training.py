@@ -95,3 +95,54 @@ def test_sptf_trains_through_frozen_surrogate(sptf_setup):
     assert any(not torch.equal(v, sptf_before[k]) for k, v in sptf.state_dict().items())
     ev = evaluate_sptf(sptf, ctx, iterate_batches(arrays.tensors(), 64))
     assert np.isfinite(ev["loss"]) and ev["n"] == len(arrays)
+
+
+# ------------------------------------------------------------------------------ Ray Train
+@pytest.fixture(scope="module")
+def ray_runs(ray_session, data, tmp_path_factory):
+    """One surrogate and one SPTF Ray Train run (1 worker, 0.5 CPU), shared by the tests below."""
+    from sptf_ray.training.ray_train import train_sptf, train_surrogate
+
+    store = str(tmp_path_factory.mktemp("runs"))
+    sur = train_surrogate({"data": data["shards"], "storage_path": store, "name": "sur-1", "epochs": 2,
+                           "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 12}, "max_failures": 1,
+                           "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
+    sptf = train_sptf({"data": data["sites"], "surrogate": sur.bundle, "storage_path": store, "name": "sptf-1",
+                       "epochs": 3, "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 8},
+                       "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
+    return {"store": store, "surrogate": sur, "sptf": sptf}
+
+
+def test_ray_train_surrogate_end_to_end(ray_runs):
+    import json
+
+    from sptf_ray import storage
+    from sptf_ray.training.bundle import load_bundle
+
+    sur = ray_runs["surrogate"]
+    assert [m["epoch"] for m in sur.history] == [0, 1]
+    assert all(np.isfinite(m["val_mse"]) and m["n_val"] > 0 for m in sur.history)
+    assert storage.verify_manifest(sur.bundle)
+    b = load_bundle(sur.bundle)
+    assert b.kind == "surrogate" and b.network_config.hidden_size == 12 and "forcing" in b.normalization
+    assert json.loads(storage.read_text(storage.join(sur.bundle, "versions.json")))["torch"]
+    # the bundle holds the best-on-validation checkpoint
+    assert sur.best_metrics["val_mse"] == min(m["val_mse"] for m in sur.history)
+
+
+def test_ray_train_sptf_keeps_best_and_resumes_stopped_run(ray_runs):
+    from sptf_ray.training.bundle import load_bundle
+    from sptf_ray.training.ray_train import train_sptf
+
+    sptf = ray_runs["sptf"]
+    assert [m["epoch"] for m in sptf.history] == [0, 1, 2]
+    assert sptf.best_metrics["val_loss"] == min(m["val_loss"] for m in sptf.history)
+    b = load_bundle(sptf.bundle)
+    assert b.kind == "sptf" and b.surrogate is not None and b.surrogate.kind == "surrogate"
+    # same name + storage_path: the run resumes from its last checkpoint and trains only the new epochs
+    cfg = dict(b.config)
+    cfg["epochs"] = 4
+    again = train_sptf(cfg)
+    assert [m["epoch"] for m in again.history] == [0, 1, 2, 3]
+    np.testing.assert_allclose([m["train_loss"] for m in again.history[:3]],
+                               [m["train_loss"] for m in sptf.history])
