@@ -14,6 +14,7 @@ import sys
 STAGE_MODULES = (
     "sptf_ray.physics.cli",
     "sptf_ray.data.cli",
+    "sptf_ray.training.cli",
 )
 
 

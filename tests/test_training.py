@@ -104,11 +104,11 @@ def ray_runs(ray_session, data, tmp_path_factory):
     from sptf_ray.training.ray_train import train_sptf, train_surrogate
 
     store = str(tmp_path_factory.mktemp("runs"))
-    sur = train_surrogate({"data": data["shards"], "storage_path": store, "name": "sur-1", "epochs": 2,
+    sur = train_surrogate({"data": data["shards"], "storage_path": store, "name": "sur-1", "epochs": 1,
                            "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 12}, "max_failures": 1,
                            "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
     sptf = train_sptf({"data": data["sites"], "surrogate": sur.bundle, "storage_path": store, "name": "sptf-1",
-                       "epochs": 3, "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 8},
+                       "epochs": 2, "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 8},
                        "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
     return {"store": store, "surrogate": sur, "sptf": sptf}
 
@@ -120,7 +120,7 @@ def test_ray_train_surrogate_end_to_end(ray_runs):
     from sptf_ray.training.bundle import load_bundle
 
     sur = ray_runs["surrogate"]
-    assert [m["epoch"] for m in sur.history] == [0, 1]
+    assert [m["epoch"] for m in sur.history] == [0]
     assert all(np.isfinite(m["val_mse"]) and m["n_val"] > 0 for m in sur.history)
     assert storage.verify_manifest(sur.bundle)
     b = load_bundle(sur.bundle)
@@ -130,19 +130,43 @@ def test_ray_train_surrogate_end_to_end(ray_runs):
     assert sur.best_metrics["val_mse"] == min(m["val_mse"] for m in sur.history)
 
 
-def test_ray_train_sptf_keeps_best_and_resumes_stopped_run(ray_runs):
+def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path):
+    import pandas as pd
+
+    from sptf_ray import storage
+    from sptf_ray.cli import main
+    from sptf_ray.physics import parameter_space
     from sptf_ray.training.bundle import load_bundle
-    from sptf_ray.training.ray_train import train_sptf
 
     sptf = ray_runs["sptf"]
-    assert [m["epoch"] for m in sptf.history] == [0, 1, 2]
+    assert [m["epoch"] for m in sptf.history] == [0, 1]
     assert sptf.best_metrics["val_loss"] == min(m["val_loss"] for m in sptf.history)
     b = load_bundle(sptf.bundle)
     assert b.kind == "sptf" and b.surrogate is not None and b.surrogate.kind == "surrogate"
-    # same name + storage_path: the run resumes from its last checkpoint and trains only the new epochs
-    cfg = dict(b.config)
-    cfg["epochs"] = 4
-    again = train_sptf(cfg)
-    assert [m["epoch"] for m in again.history] == [0, 1, 2, 3]
-    np.testing.assert_allclose([m["train_loss"] for m in again.history[:3]],
-                               [m["train_loss"] for m in sptf.history])
+    assert set(b.normalization) == {"daily", "static"}
+    # same name + storage path through the CLI: the run resumes and trains only the new epoch
+    rc = main(["train-sptf", "--data", data["sites"], "--surrogate", ray_runs["surrogate"].bundle,
+               "--out", ray_runs["store"], "--name", "sptf-1", "--epochs", "3", "--batch-size", "8", "--lr", "1e-2",
+               "--hidden", "8", "--cpus-per-worker", "0.5"])
+    assert rc == 0
+    lines = storage.read_text(storage.join(ray_runs["store"], "sptf-1", "metrics.jsonl")).splitlines()
+    hist = [__import__("json").loads(x) for x in lines]
+    assert [m["epoch"] for m in hist] == [0, 1, 2]
+    np.testing.assert_allclose([m["train_loss"] for m in hist[:2]], [m["train_loss"] for m in sptf.history])
+
+    # bundle round trip through `sptf predict`
+    out = str(tmp_path / "pred")
+    assert main(["predict", "--bundle", sptf.bundle, "--sites", data["sites"], "--out", out]) == 0
+    assert storage.verify_manifest(out)
+    params = pd.read_csv(storage.join(out, "parameters.csv"))
+    assert len(params) == 8 * 3  # every 365-day year of the 8 sites is a historical year
+    space = parameter_space("vgm")
+    names = list(space.names)
+    vals = params[names].to_numpy()
+    hi = np.tile(space.upper, (len(params), 1))
+    hi[:, names.index("theta_s")] = params["theta_s_upper"].to_numpy()
+    assert np.all(vals >= space.lower - 1e-9) and np.all(vals <= hi + 1e-9)
+    metrics = pd.read_csv(storage.join(out, "metrics.csv"))
+    assert len(metrics) == 8 * 2 and metrics["n_days"].gt(0).all()
+    sim = pd.read_parquet(storage.join(out, "simulated.parquet"))
+    assert len(sim) == 8 * 2 * 365
