@@ -170,3 +170,15 @@ def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path
     assert len(metrics) == 8 * 2 and metrics["n_days"].gt(0).all()
     sim = pd.read_parquet(storage.join(out, "simulated.parquet"))
     assert len(sim) == 8 * 2 * 365
+
+
+def test_tune_sptf_one_trial(ray_runs, data):
+    from sptf_ray.training.tune import apply_trial, tune_model
+
+    assert apply_trial({"network": {"model": "vgm"}}, {"hidden_size": 4, "lr": 0.1}, "t", "/s") == {
+        "network": {"model": "vgm", "hidden_size": 4}, "lr": 0.1, "name": "t", "storage_path": "/s"}
+    cfg, metrics, grid = tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle,
+                                             "epochs": 1, "scaling": {"cpus_per_worker": 0.5}},
+                                    ray_runs["store"], "tune-1", num_samples=1,
+                                    space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
+    assert cfg["hidden_size"] == 4 and np.isfinite(metrics["val_loss"]) and len(grid) == 1

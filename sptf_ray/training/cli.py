@@ -47,6 +47,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-simulate", action="store_true", help="parameters only, skip the solver")
     p.set_defaults(func=run_predict)
 
+    p = subparsers.add_parser("tune", help="Ray Tune (HyperOpt + ASHA) over the surrogate or the SPTF",
+                              formatter_class=fmt)
+    p.add_argument("kind", choices=("surrogate", "sptf"))
+    p.add_argument("--data", help="shards (surrogate) or site dataset (sptf)")
+    p.add_argument("--surrogate", help="surrogate bundle (sptf)")
+    p.add_argument("--seq-len", type=int)
+    p.add_argument("--num-samples", type=int, default=8)
+    p.add_argument("--max-concurrent", type=int, default=1)
+    _common(p, "tune")
+    p.set_defaults(func=run_tune)
+
 
 def _overrides(args) -> dict:
     o: dict = {}
@@ -115,4 +126,20 @@ def run_predict(args) -> int:
 
     table = predict(args.bundle, args.sites, args.out, device=args.device, run_solver=not args.no_simulate)
     print(f"parameters for {len(table)} site-year(s) written to {args.out}")
+    return 0
+
+
+def run_tune(args) -> int:
+    import json
+
+    from sptf_ray.training.tune import tune_model
+
+    ensure_ray(args.address)
+    base = _merged(args)
+    storage_path = base.pop("storage_path", None)
+    if not storage_path:
+        raise ValueError("--out (or storage_path in --config) is required")
+    name = base.pop("name", None) or f"tune-{args.kind}"
+    config, metrics, _ = tune_model(args.kind, base, storage_path, name, args.num_samples, args.max_concurrent)
+    print("best trial:", json.dumps(config, default=str), "metrics:", json.dumps(metrics, default=str))
     return 0
