@@ -56,12 +56,7 @@ class SurrogateConfig:
     dropout: float = 0.0
 
     def validate(self) -> None:
-        if self.model not in ("vgm", "fxw"):
-            raise ValueError(f"SurrogateConfig.model must be 'vgm' or 'fxw', got {self.model!r}")
-        if self.hidden_size < 1:
-            raise ValueError("SurrogateConfig.hidden_size must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError("SurrogateConfig.dropout must be in [0, 1)")
+        _check_network(self)
 
 
 @dataclass
@@ -71,7 +66,17 @@ class SPTFConfig:
     dropout: float = 0.0
 
     def validate(self) -> None:
-        SurrogateConfig.validate(self)  # same rules
+        _check_network(self)
+
+
+def _check_network(cfg) -> None:
+    name = type(cfg).__name__
+    if cfg.model not in ("vgm", "fxw"):
+        raise ValueError(f"{name}.model must be 'vgm' or 'fxw', got {cfg.model!r}")
+    if cfg.hidden_size < 1:
+        raise ValueError(f"{name}.hidden_size must be >= 1")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ValueError(f"{name}.dropout must be in [0, 1)")
 
 
 class Surrogate(nn.Module):
