@@ -1,0 +1,110 @@
+"""Model bundles: a directory that `sptf predict` (and the SPTF trainer) load.
+
+Layout: weights.pt (state_dict only; read with torch.load(weights_only=True)), config.json
+(kind, network config, training config), normalization.json (input statistics),
+versions.json (package versions), metrics.json, and manifest.json written last: a bundle is
+complete only when its manifest verifies. An SPTF bundle carries its surrogate in `surrogate/`.
+"""
+from __future__ import annotations
+
+import io
+import json
+import platform
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from sptf_ray import storage
+from sptf_ray.config import config_to_dict, load_config
+from sptf_ray.models import SPTF, Normalizer, SPTFConfig, Surrogate, SurrogateConfig
+
+BUNDLE_FILES = ("weights.pt", "config.json", "normalization.json", "versions.json", "metrics.json")
+KINDS = {"surrogate": (Surrogate, SurrogateConfig), "sptf": (SPTF, SPTFConfig)}
+
+__all__ = ["Bundle", "write_bundle", "load_bundle", "package_versions"]
+
+
+def package_versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for name in ("sptf-ray", "torch", "ray", "numpy", "pandas", "pyarrow", "numba"):
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+@dataclass
+class Bundle:
+    kind: str
+    model: nn.Module
+    network_config: object
+    normalization: dict  # name -> Normalizer
+    config: dict
+    metrics: dict
+    uri: str
+    surrogate: "Bundle | None" = None
+    versions: dict = field(default_factory=dict)
+
+
+def _json(obj) -> bytes:
+    return (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode()
+
+
+def write_bundle(dir_uri, kind: str, model: nn.Module, normalization: dict, train_config: dict | None = None,
+                 metrics: dict | None = None, surrogate_uri=None) -> dict:
+    """Write a bundle (manifest last); `normalization` maps names to Normalizer objects."""
+    if kind not in KINDS:
+        raise ValueError(f"bundle kind must be one of {sorted(KINDS)}, got {kind!r}")
+    from sptf_ray.training.loops import unwrap
+
+    core = unwrap(model)
+    buf = io.BytesIO()
+    torch.save({k: v.detach().cpu() for k, v in core.state_dict().items()}, buf)
+    files = {
+        "weights.pt": buf.getvalue(),
+        "config.json": _json({"kind": kind, "network": config_to_dict(core.config), "training": train_config or {}}),
+        "normalization.json": _json({k: config_to_dict(v) for k, v in normalization.items()}),
+        "versions.json": _json(package_versions()),
+        "metrics.json": _json(metrics or {}),
+    }
+    if surrogate_uri is not None:
+        if not storage.verify_manifest(surrogate_uri):
+            raise ValueError(f"surrogate bundle {surrogate_uri} is incomplete (manifest does not verify)")
+        for name in storage.read_manifest(surrogate_uri)["files"]:
+            files[f"surrogate/{name}"] = storage.read_bytes(storage.join(surrogate_uri, name))
+        files[f"surrogate/{storage.MANIFEST_NAME}"] = storage.read_bytes(storage.join(surrogate_uri, storage.MANIFEST_NAME))
+    for name, data in files.items():  # dict order: the surrogate's own manifest after its files
+        storage.atomic_write_bytes(storage.join(dir_uri, name), data)
+    return storage.write_manifest(dir_uri, sorted(files), {"kind": kind})
+
+
+def load_bundle(dir_uri, map_location="cpu") -> Bundle:
+    """Verify the manifest, rebuild the network and load its weights (weights_only=True), in eval mode."""
+    dir_uri = str(dir_uri)
+    if not storage.exists(storage.join(dir_uri, storage.MANIFEST_NAME)):
+        raise FileNotFoundError(f"no model bundle at {dir_uri} (manifest.json missing)")
+    if not storage.verify_manifest(dir_uri):
+        raise ValueError(f"model bundle {dir_uri} is incomplete or modified (manifest does not verify)")
+    cfg = json.loads(storage.read_text(storage.join(dir_uri, "config.json")))
+    kind = cfg.get("kind")
+    if kind not in KINDS:
+        raise ValueError(f"model bundle {dir_uri}: unknown kind {kind!r}")
+    cls, cfg_cls = KINDS[kind]
+    net_cfg = load_config(cfg_cls, cfg["network"])
+    model = cls(net_cfg)
+    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(dir_uri, "weights.pt"))),
+                       map_location=map_location, weights_only=True)
+    model.load_state_dict(state)
+    model.to(map_location).eval()
+    norms = json.loads(storage.read_text(storage.join(dir_uri, "normalization.json")))
+    normalization = {k: load_config(Normalizer, v) for k, v in norms.items()}
+    metrics = json.loads(storage.read_text(storage.join(dir_uri, "metrics.json")))
+    versions = json.loads(storage.read_text(storage.join(dir_uri, "versions.json")))
+    surrogate = None
+    if storage.exists(storage.join(dir_uri, "surrogate", storage.MANIFEST_NAME)):
+        surrogate = load_bundle(storage.join(dir_uri, "surrogate"), map_location)
+    return Bundle(kind, model, net_cfg, normalization, cfg.get("training", {}), metrics, dir_uri, surrogate, versions)

@@ -1,0 +1,106 @@
+"""`predict`: parameters for (new) sites from their history, with the solver's SWC of the next year.
+
+Every accepted year of a site is a historical year; when the following year exists it is
+simulated with the solver (cold start, DESIGN section 0) and scored against its observations
+(days with LST >= 0 C only).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sptf_ray import storage
+from sptf_ray.physics import PARAM_NAMES, simulate
+
+PARAMS_FILE = "parameters.csv"
+SIM_FILE = "simulated.parquet"
+METRICS_FILE = "metrics.csv"
+REJECTED_FILE = "rejected.json"
+
+__all__ = ["predict_parameters", "predict"]
+
+
+def _samples(daily: pd.DataFrame) -> pd.DataFrame:
+    years = daily.assign(year=daily["date"].dt.year).groupby(["site_id", "year"], observed=True).size()
+    years = years[years == 365].reset_index()
+    rows = []
+    for sid, g in years.groupby("site_id", observed=True):
+        ys = set(g["year"].tolist())
+        rows += [(str(sid), int(y), int(y) + 1) for y in sorted(ys)]
+    return pd.DataFrame(rows, columns=["site_id", "hist_year", "target_year"])
+
+
+def predict_parameters(bundle, static: pd.DataFrame, daily: pd.DataFrame, device="cpu"):
+    """(SPTFArrays, physical parameters (N, 6) float64) for every usable site-year."""
+    from sptf_ray.training.data import build_sptf_arrays
+
+    arrays = build_sptf_arrays(static, daily, _samples(daily), require_target=False)
+    if len(arrays) == 0:
+        return arrays, np.zeros((0, 6))
+    model = bundle.model.to(device).eval()
+    norm_d, norm_s = bundle.normalization["daily"], bundle.normalization["static"]
+    with torch.no_grad():
+        daily_t = torch.nan_to_num(norm_d(torch.as_tensor(arrays.hist_daily, device=device)))
+        unit = model(daily_t, norm_s(torch.as_tensor(arrays.static, device=device))).double()
+        phys = model.to_physical(unit, torch.as_tensor(arrays.theta_s_upper, dtype=torch.float64, device=device))
+    return arrays, phys.cpu().numpy()
+
+
+def _scores(sim: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> tuple[float, float, int]:
+    w = (mask > 0) & np.isfinite(obs) & np.isfinite(sim)
+    if w.sum() == 0:
+        return np.nan, np.nan, 0
+    err = sim[w] - obs[w]
+    rmse = float(np.sqrt(np.mean(err**2)))
+    denom = np.sum((obs[w] - obs[w].mean()) ** 2)
+    nse = float(1 - np.sum(err**2) / denom) if denom > 0 else np.nan
+    return rmse, nse, int(w.sum())
+
+
+def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = True) -> pd.DataFrame:
+    """Write parameters.csv (+ simulated.parquet, metrics.csv, rejected.json) under out_uri, manifest last."""
+    from sptf_ray.data.validate import load_site_dataset
+    from sptf_ray.training.bundle import load_bundle
+
+    bundle = load_bundle(bundle_uri, map_location=device)
+    if bundle.kind != "sptf":
+        raise ValueError(f"{bundle_uri} is a {bundle.kind!r} bundle; predict needs an SPTF bundle")
+    model_name = bundle.network_config.model
+    ds = load_site_dataset(sites_uri, validate=True)
+    arrays, params = predict_parameters(bundle, ds.static, ds.daily, device)
+    rejected = dict(arrays.rejected)
+    if ds.report is not None:
+        for row in ds.report[(ds.report["level"] == "site") & (ds.report["status"] != "accepted")].itertuples():
+            rejected.setdefault(str(row.site_id), str(row.reason))
+    names = PARAM_NAMES[model_name]
+    table = pd.DataFrame({"site_id": arrays.site_id.astype(str), "hist_year": arrays.hist_year,
+                          "target_year": arrays.target_year, "model": model_name,
+                          "theta_s_upper": arrays.theta_s_upper.astype(np.float64)})
+    for j, name in enumerate(names):
+        table[name] = params[:, j]
+    storage.makedirs(out_uri)
+    files = [PARAMS_FILE, REJECTED_FILE]
+    has_target = np.isfinite(arrays.target_forcing).all(axis=(1, 2)) if len(arrays) else np.zeros(0, bool)
+    if run_solver and has_target.any():
+        idx = np.flatnonzero(has_target)
+        f = arrays.target_forcing[idx].astype(np.float64)
+        res = simulate(model_name, params[idx], f[:, :, 0], f[:, :, 1], f[:, :, 2], raise_on_failure=False)
+        sims, scores = [], []
+        for k, i in enumerate(idx):
+            dates = pd.date_range(f"{arrays.target_year[i]}-01-01", periods=365, freq="D")
+            sims.append(pd.DataFrame({"site_id": arrays.site_id[i], "hist_year": arrays.hist_year[i], "date": dates,
+                                      "swc_obs": arrays.target_swc[i], "swc_sim": res.swc[k],
+                                      "counted": arrays.target_mask[i] > 0}))
+            scores.append((*_scores(res.swc[k], arrays.target_swc[i], arrays.target_mask[i]), int(res.status[k])))
+        storage.atomic_write_parquet(pd.concat(sims, ignore_index=True), storage.join(out_uri, SIM_FILE))
+        metrics = table.iloc[idx][["site_id", "hist_year", "target_year"]].copy()
+        metrics[["rmse", "nse", "n_days", "solver_status"]] = pd.DataFrame(scores, index=metrics.index)
+        storage.atomic_write_text(storage.join(out_uri, METRICS_FILE), metrics.to_csv(index=False))
+        files += [SIM_FILE, METRICS_FILE]
+    storage.atomic_write_text(storage.join(out_uri, PARAMS_FILE), table.to_csv(index=False))
+    storage.atomic_write_text(storage.join(out_uri, REJECTED_FILE), json.dumps(rejected, indent=2) + "\n")
+    storage.write_manifest(out_uri, files, {"bundle": str(bundle_uri), "sites": str(sites_uri), "device": str(device)})
+    return table

@@ -1,0 +1,184 @@
+"""Training: plain loops, checkpoints and resume, Ray Train end to end, the bundle and `sptf predict`."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from sptf_ray.models import SPTF, SPTFConfig, Surrogate, SurrogateConfig
+from sptf_ray.training.data import (SurrogateBatcher, build_sptf_arrays, fit_forcing_normalizer, fit_sptf_normalizers,
+                                    iterate_batches, load_site_samples, read_surrogate_arrays, shard_paths)
+from sptf_ray.training.loops import (SPTFContext, evaluate_sptf, evaluate_surrogate, load_checkpoint, save_checkpoint,
+                                     seed_everything, train_sptf_epoch, train_surrogate_epoch)
+
+from training_helpers import write_shards, write_site_dataset
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train-data")
+    shards, sites = str(root / "shards"), str(root / "sites")
+    write_shards(shards, n_sims=48, days=90)
+    write_site_dataset(sites, n_sites=8)
+    return {"shards": shards, "sites": sites, "root": root}
+
+
+@pytest.fixture(scope="module")
+def surrogate_arrays(data):
+    paths = shard_paths(data["shards"])
+    norm = fit_forcing_normalizer(paths, "vgm")
+    return norm, {s: read_surrogate_arrays(paths, SurrogateBatcher("vgm", norm, s)) for s in ("train", "val")}
+
+
+@pytest.fixture(scope="module")
+def sptf_setup(data, surrogate_arrays):
+    static, daily, samples = load_site_samples(data["sites"])
+    arrays = build_sptf_arrays(static, daily, samples)
+    train = arrays.subset(samples["split"].to_numpy() == "train")
+    daily_norm, static_norm = fit_sptf_normalizers(train)
+    return arrays, train, daily_norm, static_norm, surrogate_arrays[0]
+
+
+def _surrogate_run(arrays, epochs, seed=0, resume_from=None, ckpt=None):
+    seed_everything(seed)
+    model = Surrogate(SurrogateConfig(hidden_size=12))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    start = 0
+    if resume_from is not None:
+        start = load_checkpoint(resume_from, model, opt)["epoch"] + 1
+    history = []
+    for epoch in range(start, epochs):
+        m = train_surrogate_epoch(model, iterate_batches(arrays["train"], 8, shuffle=True, seed=seed * 1000 + epoch),
+                                  opt)
+        v = evaluate_surrogate(model, iterate_batches(arrays["val"], 16))
+        history.append((m["loss"], v["mse"]))
+        if ckpt is not None:
+            save_checkpoint(ckpt, model, opt, epoch, {"val_mse": v["mse"]})
+    return model, history
+
+
+def test_surrogate_training_lowers_loss(surrogate_arrays):
+    _, arrays = surrogate_arrays
+    _, hist = _surrogate_run(arrays, epochs=6)
+    assert hist[-1][0] < hist[0][0] * 0.7, hist
+
+
+def test_checkpoint_resume_continues_the_same_run(surrogate_arrays, tmp_path):
+    _, arrays = surrogate_arrays
+    _, full = _surrogate_run(arrays, epochs=4)
+    ckpt = str(tmp_path / "ckpt.pt")
+    _surrogate_run(arrays, epochs=2, ckpt=ckpt)  # "stopped" after epoch 1
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] == 1 and "rng" in state and state["optimizer"]["state"]
+    _, rest = _surrogate_run(arrays, epochs=4, resume_from=ckpt)
+    np.testing.assert_allclose(np.array(rest), np.array(full[2:]), rtol=1e-5)
+
+
+def test_sptf_trains_through_frozen_surrogate(sptf_setup):
+    arrays, train, daily_norm, static_norm, forcing_norm = sptf_setup
+    seed_everything(0)
+    surrogate = Surrogate(SurrogateConfig(hidden_size=12))
+    before = copy.deepcopy(surrogate.state_dict())
+    ctx = SPTFContext(surrogate, "vgm", daily_norm, static_norm, forcing_norm)
+    sptf = SPTF(SPTFConfig(hidden_size=8))
+    opt = torch.optim.Adam(sptf.parameters(), lr=1e-2)
+    batch = next(iterate_batches(train.tensors(), 64))
+    sptf_before = copy.deepcopy(sptf.state_dict())
+    losses = [train_sptf_epoch(sptf, ctx, [batch], opt)["loss"] for _ in range(8)]
+    assert losses[-1] < losses[0], losses
+    # the surrogate did not move, is frozen; the SPTF did move (gradients reached it)
+    for k, v in surrogate.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not any(p.requires_grad for p in surrogate.parameters()) and not surrogate.training
+    assert any(not torch.equal(v, sptf_before[k]) for k, v in sptf.state_dict().items())
+    ev = evaluate_sptf(sptf, ctx, iterate_batches(arrays.tensors(), 64))
+    assert np.isfinite(ev["loss"]) and ev["n"] == len(arrays)
+
+
+# ------------------------------------------------------------------------------ Ray Train
+@pytest.fixture(scope="module")
+def ray_runs(ray_session, data, tmp_path_factory):
+    """One surrogate and one SPTF Ray Train run (1 worker, 0.5 CPU), shared by the tests below."""
+    from sptf_ray.training.ray_train import train_sptf, train_surrogate
+
+    store = str(tmp_path_factory.mktemp("runs"))
+    sur = train_surrogate({"data": data["shards"], "storage_path": store, "name": "sur-1", "epochs": 1,
+                           "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 12}, "max_failures": 1,
+                           "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
+    sptf = train_sptf({"data": data["sites"], "surrogate": sur.bundle, "storage_path": store, "name": "sptf-1",
+                       "epochs": 2, "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 8},
+                       "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
+    return {"store": store, "surrogate": sur, "sptf": sptf}
+
+
+def test_ray_train_surrogate_end_to_end(ray_runs):
+    import json
+
+    from sptf_ray import storage
+    from sptf_ray.training.bundle import load_bundle
+
+    sur = ray_runs["surrogate"]
+    assert [m["epoch"] for m in sur.history] == [0]
+    assert all(np.isfinite(m["val_mse"]) and m["n_val"] > 0 for m in sur.history)
+    assert storage.verify_manifest(sur.bundle)
+    b = load_bundle(sur.bundle)
+    assert b.kind == "surrogate" and b.network_config.hidden_size == 12 and "forcing" in b.normalization
+    assert json.loads(storage.read_text(storage.join(sur.bundle, "versions.json")))["torch"]
+    # the bundle holds the best-on-validation checkpoint
+    assert sur.best_metrics["val_mse"] == min(m["val_mse"] for m in sur.history)
+
+
+def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path):
+    import pandas as pd
+
+    from sptf_ray import storage
+    from sptf_ray.cli import main
+    from sptf_ray.physics import parameter_space
+    from sptf_ray.training.bundle import load_bundle
+
+    sptf = ray_runs["sptf"]
+    assert [m["epoch"] for m in sptf.history] == [0, 1]
+    assert sptf.best_metrics["val_loss"] == min(m["val_loss"] for m in sptf.history)
+    b = load_bundle(sptf.bundle)
+    assert b.kind == "sptf" and b.surrogate is not None and b.surrogate.kind == "surrogate"
+    assert set(b.normalization) == {"daily", "static"}
+    # same name + storage path through the CLI: the run resumes and trains only the new epoch
+    rc = main(["train-sptf", "--data", data["sites"], "--surrogate", ray_runs["surrogate"].bundle,
+               "--out", ray_runs["store"], "--name", "sptf-1", "--epochs", "3", "--batch-size", "8", "--lr", "1e-2",
+               "--hidden", "8", "--cpus-per-worker", "0.5"])
+    assert rc == 0
+    lines = storage.read_text(storage.join(ray_runs["store"], "sptf-1", "metrics.jsonl")).splitlines()
+    hist = [__import__("json").loads(x) for x in lines]
+    assert [m["epoch"] for m in hist] == [0, 1, 2]
+    np.testing.assert_allclose([m["train_loss"] for m in hist[:2]], [m["train_loss"] for m in sptf.history])
+
+    # bundle round trip through `sptf predict`
+    out = str(tmp_path / "pred")
+    assert main(["predict", "--bundle", sptf.bundle, "--sites", data["sites"], "--out", out]) == 0
+    assert storage.verify_manifest(out)
+    params = pd.read_csv(storage.join(out, "parameters.csv"))
+    assert len(params) == 8 * 3  # every 365-day year of the 8 sites is a historical year
+    space = parameter_space("vgm")
+    names = list(space.names)
+    vals = params[names].to_numpy()
+    hi = np.tile(space.upper, (len(params), 1))
+    hi[:, names.index("theta_s")] = params["theta_s_upper"].to_numpy()
+    assert np.all(vals >= space.lower - 1e-9) and np.all(vals <= hi + 1e-9)
+    metrics = pd.read_csv(storage.join(out, "metrics.csv"))
+    assert len(metrics) == 8 * 2 and metrics["n_days"].gt(0).all()
+    sim = pd.read_parquet(storage.join(out, "simulated.parquet"))
+    assert len(sim) == 8 * 2 * 365
+
+
+def test_tune_sptf_one_trial(ray_runs, data):
+    from sptf_ray.training.tune import apply_trial, tune_model
+
+    assert apply_trial({"network": {"model": "vgm"}}, {"hidden_size": 4, "lr": 0.1}, "t", "/s") == {
+        "network": {"model": "vgm", "hidden_size": 4}, "lr": 0.1, "name": "t", "storage_path": "/s"}
+    cfg, metrics, grid = tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle,
+                                             "epochs": 1, "scaling": {"cpus_per_worker": 0.5}},
+                                    ray_runs["store"], "tune-1", num_samples=1,
+                                    space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
+    assert cfg["hidden_size"] == 4 and np.isfinite(metrics["val_loss"]) and len(grid) == 1
