@@ -87,3 +87,17 @@ def test_config_to_dict_and_hash_stable():
     json.dumps(d)
     assert cfg.config_hash(a) == cfg.config_hash(b)
     assert cfg.config_hash(a) != cfg.config_hash(Outer(name="y"))
+
+
+def test_fixed_length_tuple_fields_load_with_their_item_types():
+    from dataclasses import dataclass
+
+    from sptf_ray.config import load_config
+
+    @dataclass
+    class Window:
+        span: tuple[int, float] = (1, 2.0)
+
+    assert load_config(Window, {"span": [3, 4.5]}).span == (3, 4.5)
+    with pytest.raises(ValueError, match="span"):
+        load_config(Window, {"span": ["x", 4.5]})

@@ -37,6 +37,7 @@ NOT_CONVERGING = {
     "silty_clay__humid__h800",
     "clay__humid__h800",
     "clay__semiarid__h800",
+    "silty_clay__semiarid__h800",
 }
 
 
@@ -149,15 +150,11 @@ def test_reference_case_completes_conserving_mass(reference_runs, case_id):
     assert result.ok[i], result.messages
     swc = result.swc[i]
     assert np.isfinite(swc).all() and np.isfinite(result.daily_fluxes[i]).all()
-    # SWC is reported from the conserved storage, which may differ from theta(h) by up to
-    # theta_tol; a strict bound is checked (xfail) in test_reference_swc_strictly_within_bounds.
-    tol = THETA_TOL + 1e-6
+    tol = 1e-6  # SWC is theta(h), so it lies within the retention curve's range
     assert swc.min() >= case.theta_r - tol and swc.max() <= case.theta_s + tol, (swc.min(), swc.max())
     assert abs(result.balance_error[i]) <= 1e-4
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: swc is the conserved water content, which leaves "
-                                        "[theta_r, theta_s] by up to theta_tol (e.g. sand 9.7e-4 below theta_r)")
 def test_reference_swc_strictly_within_bounds(reference_runs):
     outside = []
     for case in CASES.itertuples():
@@ -211,8 +208,8 @@ def _check_random(model, n, seed, max_failures):
     swc = result.swc[ok]
     assert np.isfinite(swc).all()
     # Within the bounds up to theta_tol (see test_reference_swc_strictly_within_bounds).
-    assert (swc.min(axis=1) >= lo[ok] - THETA_TOL - 1e-6).all()
-    assert (swc.max(axis=1) <= hi[ok] + THETA_TOL + 1e-6).all()
+    assert (swc.min(axis=1) >= lo[ok] - 1e-6).all()
+    assert (swc.max(axis=1) <= hi[ok] + 1e-6).all()
     assert np.abs(result.balance_error[ok]).max() <= 1e-4
     assert (~ok).sum() <= max_failures, f"{(~ok).sum()} of {n} {model} simulations failed"
 
@@ -244,7 +241,8 @@ def test_balance_error_matches_design_formula():
     for j, name in enumerate(("infiltration", "runoff", "evaporation", "transpiration", "drainage")):
         np.testing.assert_allclose(result.daily_fluxes[:, :, j].sum(axis=1), cum[name], rtol=1e-12, atol=1e-12)
     # W0: h = -100 cm everywhere over control volumes summing to 50 cm.
-    np.testing.assert_allclose(result.storage_initial, 50.0 * vgm_theta(params.T, -100.0), rtol=1e-12)
+    # rtol 1e-8: theta comes from the solver's per-simulation tables (Hermite, 1,024 points)
+    np.testing.assert_allclose(result.storage_initial, 50.0 * vgm_theta(params.T, -100.0), rtol=1e-8)
     # W1 agrees with theta(final head) within the water-content tolerance.
     depths = config.node_depths()
     vol = np.gradient(depths) * 1.0
@@ -341,7 +339,10 @@ def test_steady_flux_profile_matches_quadrature(model, params, p_rate, pet_rate,
 def test_free_drainage_steady_state_is_unit_gradient(model, params, q):
     h_star = brentq(lambda h: K_REF[model](params, h) - q, -1e5, -1e-9, xtol=1e-12, rtol=1e-14)
     days = 150
-    result = simulate(model, params, np.full(days, q), np.zeros(days), np.zeros(days))
+    # A tight theta_tol: with the default 1e-3 the iterate may sit anywhere within the
+    # tolerance of the steady state, ~0.1 cm of head where the curve is flat.
+    result = simulate(model, params, np.full(days, q), np.zeros(days), np.zeros(days),
+                      config=SolverConfig(theta_tol=1e-5))
     h = result.final_head[0]
     np.testing.assert_allclose(h, h_star, rtol=1e-3, atol=0.05)
     # Drainage = q. With theta_tol = 1e-3 the state wobbles around the steady state (daily
