@@ -13,6 +13,7 @@ import sys
 # dependency is missing only disables its own subcommand.
 STAGE_MODULES = (
     "sptf_ray.physics.cli",
+    "sptf_ray.data.network_cli",
     "sptf_ray.data.cli",
 )
 
