@@ -12,7 +12,8 @@ the number of shards, the order they run in, or the machine that runs them:
   simulation, so a shard spans arid to humid and cold to hot) and, when a site dataset directory
   is given, from real site-year windows of its `daily.parquet` (random site, random start year,
   starting on 1 January like every simulated year: DESIGN section 0), mixed by `site_fraction`.
-  Their randomness comes from a numpy Generator seeded by SeedSequence(seed, spawn_key=(i,)).
+  Their randomness comes from numpy Generators seeded by SeedSequence(seed, spawn_key=(1, i, stream)),
+  one independent stream each for the forcing mix, the weather and the site windows.
 """
 from __future__ import annotations
 
