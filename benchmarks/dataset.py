@@ -13,10 +13,10 @@ paper's set (30,000 x 1,095-day simulations) on this machine's 2 cores and per e
 node, from a direct 1,095-day measurement. Finishes in a few minutes on 2 cores; on a shared
 machine the figures are as noisy as the neighbours.
 
-    python benchmarks/dataset.py [--shards 8] [--per-shard 48] [--days 365] [--repeats 2]
+    python benchmarks/dataset.py [--shards 8] [--per-shard 48] [--days 365] [--repeats 3]
 
-The three runs are interleaved and repeated; the best rate of each counts (other processes on
-the machine can only slow a run down).
+The three runs are interleaved and repeated; overhead and scaling are computed within each repeat
+and the best repeat counts (other processes on the machine can only slow a run down).
 """
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def main(argv=None) -> int:
     p.add_argument("--per-shard", type=int, default=48)
     p.add_argument("--days", type=int, default=365)
     p.add_argument("--long-sims", type=int, default=24, help="1,095-day simulations for the projection")
-    p.add_argument("--repeats", type=int, default=2, help="interleaved repetitions; the best rate counts")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions; the best rate counts")
     p.add_argument("--mode", choices=("all", "direct", "ray"), default="all", help=argparse.SUPPRESS)
     p.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -130,32 +130,44 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     print(f"dataset benchmark: {args.shards} shards x {args.per_shard} sims x {args.days} days, both models, "
           f"NUMBA_NUM_THREADS=1 per worker, {os.cpu_count()} CPUs on this machine", flush=True)
-    best: dict = {}
-    for rep in range(args.repeats):  # interleaved, best of N: neighbours only ever slow a run down
+    runs = []
+    for rep in range(args.repeats):  # interleaved: the three runs of a repeat see similar neighbours
+        rep_runs = {}
         for key, mode, workers in (("direct", "direct", 0), ("ray1", "ray", 1), ("ray2", "ray", 2)):
             r = _child(mode, args, workers)
+            rep_runs[key] = r
             print(f"  [{rep + 1}/{args.repeats}] {key:6s}: {r['rate']:7.2f} sims/s ({r['sims']} sims, "
                   f"{r['seconds']:.1f} s)", flush=True)
-            if key not in best or r["rate"] > best[key]["rate"]:
-                best[key] = r
-    direct, ray1, ray2 = best["direct"], best["ray1"], best["ray2"]
-    print(f"best of {args.repeats}:")
+        rep_runs["overhead"] = rep_runs["direct"]["rate"] / rep_runs["ray1"]["rate"] - 1.0
+        rep_runs["scaling"] = rep_runs["ray2"]["rate"] / rep_runs["ray1"]["rate"]
+        print(f"  [{rep + 1}/{args.repeats}] overhead {rep_runs['overhead'] * 100:+.1f} %, "
+              f"scaling {rep_runs['scaling']:.2f}x", flush=True)
+        runs.append(rep_runs)
+    # Other processes can only slow a run down: the best repeat is the closest to a quiet machine.
+    overhead = min(r["overhead"] for r in runs)
+    scaling = max(r["scaling"] for r in runs)
+    direct = max((r["direct"] for r in runs), key=lambda x: x["rate"])
+    ray1 = max((r["ray1"] for r in runs), key=lambda x: x["rate"])
+    ray2 = max((r["ray2"] for r in runs), key=lambda x: x["rate"])
+    print(f"best of {args.repeats} (rates: highest; overhead and scaling: best repeat, each within one repeat):")
     print(f"  direct solver, 1 core : {direct['rate']:7.2f} sims/s (solver only)")
     print(f"  Ray, 1 worker         : {ray1['rate']:7.2f} sims/s (end to end: sampling, solver, Parquet, manifest)")
-    print(f"  Ray, 2 workers        : {ray2['rate']:7.2f} sims/s ({ray2['warm_workers']} warm workers)")
-    overhead = direct["rate"] / ray1["rate"] - 1.0
-    scaling = ray2["rate"] / ray1["rate"]
+    print(f"  Ray, 2 workers        : {ray2['rate']:7.2f} sims/s")
     ok_overhead, ok_scaling = overhead <= TARGET_OVERHEAD, scaling >= TARGET_SCALING
     print(f"Ray overhead (1 worker vs direct): {overhead * 100:+.1f} % (target <= {TARGET_OVERHEAD * 100:.0f} %) "
           f"{'OK' if ok_overhead else 'MISSED'}")
     print(f"2-worker scaling: {scaling:.2f}x one worker (target >= {TARGET_SCALING}x) "
           f"{'OK' if ok_scaling else 'MISSED'}")
 
-    # Projection for the paper's set: per-core 1,095-day rate, discounted by the measured overhead.
-    per_core = direct["long_rate"] / (1.0 + max(overhead, 0.0))
+    # Projection for the paper's set: the 1,095-day rate per core (measured directly, or the 365-day
+    # rate scaled by length if that is slower: failed runs stop early, which flatters a small sample),
+    # discounted by the measured Ray overhead.
+    long_rate = min(direct["long_rate"], direct["rate"] * args.days / PAPER_DAYS)
+    per_core = long_rate / (1.0 + max(overhead, 0.0))
     two_cores = PAPER_SIMS / (per_core * min(2.0, max(scaling, 1.0)))
     per_node = PAPER_SIMS / (per_core * 16)
-    print(f"1,095-day sims: {direct['long_rate']:.2f} sims/s per core direct ({direct['long_sims']} sims)")
+    print(f"1,095-day sims: {direct['long_rate']:.2f} sims/s per core direct ({direct['long_sims']} sims); "
+          f"projection uses {long_rate:.2f} sims/s per core less the Ray overhead")
     print(f"projected {PAPER_SIMS:,} x {PAPER_DAYS}-day set: {_fmt_h(two_cores)} on this machine's 2 cores; "
           f"each extra 16-core node adds {per_core * 16 * 3600:,.0f} sims/h "
           f"(2 cores + 1 node: {_fmt_h(PAPER_SIMS / (per_core * (2 + 16)))}, "
