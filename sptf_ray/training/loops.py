@@ -37,6 +37,14 @@ def _to(batch: dict, device) -> dict:
     return {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def _optimizer_step(loss, model: nn.Module, optimizer, grad_clip: float | None) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+
+
 # ------------------------------------------------------------------------------ surrogate
 def train_surrogate_epoch(model: nn.Module, batches, optimizer, device="cpu", grad_clip: float | None = 1.0) -> dict:
     """One pass over `batches`; returns {'loss': sample-weighted mean MSE, 'n': samples}."""
@@ -46,11 +54,7 @@ def train_surrogate_epoch(model: nn.Module, batches, optimizer, device="cpu", gr
         b = _to({k: batch[k] for k in ("params", "forcing", "swc")}, device)
         pred = model(b["params"].float(), b["forcing"].float())
         loss = torch.mean((pred - b["swc"].float()) ** 2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        _optimizer_step(loss, model, optimizer, grad_clip)
         total += loss.item() * len(pred)
         n += len(pred)
     return {"loss": total / max(n, 1), "n": n}
@@ -121,11 +125,7 @@ def train_sptf_epoch(sptf: nn.Module, ctx: SPTFContext, batches, optimizer, devi
         _, _, pred = sptf_forward(sptf, ctx, batch, device)
         b = _to({k: batch[k] for k in ("target_swc", "target_mask")}, device)
         loss = masked_mse(pred, b["target_swc"].float(), b["target_mask"].float())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            nn.utils.clip_grad_norm_(sptf.parameters(), grad_clip)
-        optimizer.step()
+        _optimizer_step(loss, sptf, optimizer, grad_clip)
         total += loss.item() * len(pred)
         n += len(pred)
     return {"loss": total / max(n, 1), "n": n}
