@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 import signal
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -100,8 +102,8 @@ def test_bad_inputs_raise_clear_errors(known_site, tmp_path):
         validate_site("B", {2001: short, 2002: known_site[2002]})
     with pytest.raises(ValueError, match="no two consecutive"):
         validate_site("B", {2001: y})
-    with pytest.raises(NotImplementedError, match="surrogate"):
-        make_forward("s3://bucket/surrogate")
+    with pytest.raises(FileNotFoundError, match="no model bundle"):
+        make_forward(str(Path("/nonexistent") / "surrogate"))
     with pytest.raises(ValueError, match="unknown config key"):
         InvertConfig and run_inversion({"data": "x", "out": "y", "max_evalz": 3})
     with pytest.raises(ValueError, match="modes"):

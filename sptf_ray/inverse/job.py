@@ -220,7 +220,7 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
 
     config = load_config(InvertConfig, config)
     if config.forward != "solver":
-        make_forward(config.forward)  # fail fast (surrogate pending) before any work
+        make_forward(config.forward)  # fail fast (a missing or broken bundle) before any work
     dataset = load_site_dataset(config.data)
     site_ids = select_sites(config, dataset.static, dataset.daily)
     daily = dataset.daily[dataset.daily["site_id"].astype(str).isin(site_ids)]

@@ -78,12 +78,12 @@ class SolverForward:
 
 
 def make_forward(spec: str = "solver", num_threads: Optional[int] = None) -> ForwardModel:
-    """``"solver"`` (numba, exact) or the URI of a surrogate bundle (issue 6: pending)."""
+    """``"solver"`` (numba, exact) or the URI of a surrogate model bundle (torch, batched)."""
     if spec == "solver":
         return SolverForward(num_threads=num_threads)
-    raise NotImplementedError(
-        f"forward model {spec!r}: the surrogate forward model is not built yet (issue 6); "
-        "use forward='solver'")
+    from sptf_ray.models.forward import SurrogateForward  # torch only when asked for
+
+    return SurrogateForward(spec)
 
 
 # --------------------------------------------------------------------------- data and metrics
