@@ -1,0 +1,193 @@
+"""Deployment (issue 8): a real multi-node Ray cluster on this host, token auth, autoscaling
+with Ray's fake multi-node provider, and offline validation of cluster/ configs.
+
+Every Ray process started here runs with its own HOME, RAY_TMPDIR and ports, and is stopped by
+its process (group) id in a teardown; see tests/deploy_helpers.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy_helpers import (BIN, PYTHON, REPO, Procs, alive_nodes, base_env, free_port,
+                            http_json, marked_pids, wait_for)
+
+CLUSTER = REPO / "cluster"
+OBJECT_STORE = str(100 * 1024**2)
+
+
+def _listen_addresses(port: int) -> set[str]:
+    """Local IPv4 addresses on which something listens on `port` (from /proc/net/tcp)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, p = local.split(":")
+        if state == "0A" and int(p, 16) == port:
+            found.add(".".join(str(int(addr[i:i + 2], 16)) for i in (6, 4, 2, 0)))
+    return found
+
+
+# --------------------------------------------------------------------------- multi-node + auth
+@pytest.fixture(scope="module")
+def auth_cluster():
+    """`ray start --head` (0 CPUs, token auth, dashboard on 127.0.0.1) + two 1-CPU worker nodes."""
+    tmp = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
+    home = tmp / "home"
+    home.mkdir()
+    token = secrets.token_hex(32)
+    token_path = tmp / "token"
+    token_path.write_text(token)
+    token_path.chmod(0o600)
+    env = base_env(home, "token", token_path)
+    port, dash = free_port(), free_port()
+    procs = Procs([str(tmp)])
+    logs = [tmp / "head.log", tmp / "w1.log", tmp / "w2.log"]
+    try:
+        (tmp / "h").mkdir()
+        procs.start([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
+                     f"--port={port}", "--num-cpus=0", "--dashboard-host=127.0.0.1",
+                     f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}",
+                     f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={tmp / 'h'}",
+                     f"--object-store-memory={OBJECT_STORE}"],
+                    {**env, "RAY_TMPDIR": str(tmp / "h")}, logs[0])
+        dashboard = f"http://127.0.0.1:{dash}"
+        wait_for(lambda: alive_nodes(dashboard, token), 90, "the head node", logs=logs)
+        for i in (1, 2):
+            (tmp / f"w{i}").mkdir()
+            procs.start([str(BIN / "ray"), "start", "--block", f"--address=127.0.0.1:{port}",
+                         "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                         f"--dashboard-agent-listen-port={free_port()}",
+                         f"--object-store-memory={OBJECT_STORE}"],
+                        {**env, "RAY_TMPDIR": str(tmp / f"w{i}")}, logs[i])
+            # One at a time: two raylets registering at once into the head's session dir
+            # raced here (one timed out after 30 s).
+            wait_for(lambda: len(alive_nodes(dashboard, token) or []) >= 1 + i, 90,
+                     f"{1 + i} alive nodes", logs=logs)
+        yield {"tmp": tmp, "env": env, "token": token, "dashboard": dashboard, "dash_port": dash}
+    finally:
+        procs.stop()
+        assert not marked_pids([str(tmp)]), "a Ray process of this test outlived its teardown"
+        if not os.environ.get("SPTF_KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _job_submit(env, dashboard, *entrypoint, working_dir=True, timeout=240):
+    runtime_env = {"env_vars": {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}}
+    args = [str(BIN / "ray"), "job", "submit", f"--address={dashboard}"]
+    if working_dir:
+        args += [f"--working-dir={REPO}"]
+    args += [f"--runtime-env-json={json.dumps(runtime_env)}", "--", *entrypoint]
+    return subprocess.run(args, env=env, capture_output=True, text=True, timeout=timeout, cwd=str(REPO))
+
+
+def test_dashboard_listens_on_loopback_only(auth_cluster):
+    assert _listen_addresses(auth_cluster["dash_port"]) == {"127.0.0.1"}
+
+
+def test_job_submit_runs_build_network_on_two_nodes(auth_cluster):
+    c = auth_cluster
+    out = c["tmp"] / "network"
+    # A config file (any storage URI works) + flag overrides; VGM truth only, so each node
+    # compiles one model (a cold numba compile dominates this job's time).
+    config = c["tmp"] / "network.yaml"
+    config.write_text("n_sites: 8\nn_years: 3\nvgm_fraction: 1.0\nseed: 3\n")
+    r = _job_submit(c["env"], c["dashboard"], "python", "jobs/build_network.py", str(config),
+                    "--out", str(out), "--sites-per-task", "4")
+    assert r.returncode == 0 and "succeeded" in r.stdout, r.stdout[-4000:] + r.stderr[-4000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["extra"]["n_sites"] == 8
+    status, body = http_json(f"{c['dashboard']}/api/v0/tasks?limit=1000&detail=1", c["token"])
+    assert status == 200, body
+    tasks = [t for t in body["data"]["result"]["result"]
+             if t.get("name", "").endswith("_run_batch") and t.get("state") == "FINISHED"]
+    assert len(tasks) == 2, tasks
+    nodes = {t["node_id"] for t in tasks}
+    head = [n["node_id"] for n in alive_nodes(c["dashboard"], c["token"]) if n.get("is_head_node")]
+    assert len(nodes) == 2 and not nodes & set(head), (nodes, head)
+
+
+def test_token_auth_refuses_clients_without_the_token(auth_cluster):
+    c = auth_cluster
+    # Plain HTTP: no token -> 401, wrong token -> 403, right token -> 200.
+    assert http_json(f"{c['dashboard']}/api/jobs/")[0] == 401
+    assert http_json(f"{c['dashboard']}/api/jobs/", "not-the-token")[0] in (401, 403)
+    assert http_json(f"{c['dashboard']}/api/jobs/", c["token"])[0] == 200
+    # `ray job submit`: with the token it runs (shown above and here), without it is refused.
+    ok = _job_submit(c["env"], c["dashboard"], "echo", "hello", working_dir=False, timeout=120)
+    assert ok.returncode == 0 and "hello" in ok.stdout, ok.stdout + ok.stderr
+    no_home = c["tmp"] / "stranger"
+    no_home.mkdir(exist_ok=True)
+    for env in (base_env(no_home, "disabled"),
+                {**base_env(no_home, "token"), "RAY_AUTH_TOKEN": "not-the-token"}):
+        r = _job_submit(env, c["dashboard"], "echo", "pwned", working_dir=False, timeout=120)
+        assert r.returncode != 0 and "pwned" not in r.stdout, r.stdout + r.stderr
+        assert re.search(r"401|403|[Uu]nauthori|[Aa]uthenticat", r.stdout + r.stderr), r.stdout + r.stderr
+
+
+# --------------------------------------------------------------------------- autoscaling
+def _fake_cluster_config(gcs: str) -> dict:
+    config = yaml.safe_load((CLUSTER / "local-fake-autoscaler.yaml").read_text())
+    config["provider"]["gcs_address"] = gcs
+    return config
+
+
+WORKLOAD = """
+import json, sys, time, ray
+ray.init()
+@ray.remote(num_cpus=1)
+def work(i):
+    time.sleep(5)
+    return ray.get_runtime_context().get_node_id()
+nodes = ray.get([work.remote(i) for i in range(int(sys.argv[1]))])
+open(sys.argv[2], "w").write(json.dumps(nodes))
+"""
+
+
+def test_fake_multinode_autoscaling_up_and_down():
+    tmp = Path(tempfile.mkdtemp(prefix="sa-", dir="/tmp"))
+    (tmp / "home").mkdir()
+    (tmp / "h").mkdir()
+    port, dash = free_port(), free_port()
+    config_path = tmp / "cluster.yaml"
+    config_path.write_text(yaml.safe_dump(_fake_cluster_config(f"127.0.0.1:{port}")))
+    env = {**base_env(tmp / "home", "disabled"), "RAY_TMPDIR": str(tmp / "h"),
+           "RAY_FAKE_CLUSTER": "1", "AUTOSCALER_UPDATE_INTERVAL_S": "1"}
+    procs = Procs([str(tmp)])
+    logs = [tmp / "head.log", tmp / "driver.log"]
+    dashboard = f"http://127.0.0.1:{dash}"
+    try:
+        procs.start([str(BIN / "ray"), "start", "--head", "--block", "--num-cpus=0",
+                     "--node-ip-address=127.0.0.1", f"--port={port}", "--dashboard-host=127.0.0.1",
+                     f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}",
+                     f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={tmp / 'h'}",
+                     f"--object-store-memory={OBJECT_STORE}", f"--autoscaling-config={config_path}"],
+                    env, logs[0])
+        wait_for(lambda: alive_nodes(dashboard), 90, "the head node", logs=logs)
+        assert len(alive_nodes(dashboard)) == 1  # min_workers 0: nothing before work is queued
+        driver = procs.start([PYTHON, "-c", WORKLOAD, "6", str(tmp / "result.json")],
+                             {**env, "RAY_ADDRESS": f"127.0.0.1:{port}"}, logs[1])
+        peak, started = 1, time.time()
+        while driver.poll() is None and time.time() - started < 150:
+            peak = max(peak, len(alive_nodes(dashboard) or []))
+            time.sleep(1)
+        assert driver.returncode == 0, logs[1].read_text()[-3000:] + logs[0].read_text()[-3000:]
+        used = set(json.loads((tmp / "result.json").read_text()))
+        assert peak >= 3 and len(used) >= 2, (peak, used)  # workers added while work was queued
+        # idle_timeout_minutes 0.1: every worker node is removed once idle.
+        wait_for(lambda: len(alive_nodes(dashboard) or [0, 0]) == 1, 90,
+                 "idle workers to be removed", interval=1, logs=logs)
+    finally:
+        procs.stop()
+        assert not marked_pids([str(tmp)]), "a Ray process of this test outlived its teardown"
+        if not os.environ.get("SPTF_KEEP_TMP"):
+            shutil.rmtree(tmp, ignore_errors=True)
