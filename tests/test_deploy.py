@@ -191,3 +191,155 @@ def test_fake_multinode_autoscaling_up_and_down():
         assert not marked_pids([str(tmp)]), "a Ray process of this test outlived its teardown"
         if not os.environ.get("SPTF_KEEP_TMP"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- offline checks
+@pytest.mark.parametrize("name", ["aws.yaml", "gcp.yaml"])
+def test_launcher_config_validates(name):
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    raw = yaml.safe_load((CLUSTER / name).read_text())
+    config = prepare_config(raw)
+    validate_config(config)
+    types = config["available_node_types"]
+    head = types[config["head_node_type"]]
+    workers = {k: v for k, v in types.items() if k != config["head_node_type"]}
+    assert head["resources"] == {"CPU": 0}
+    assert {k: bool(v["resources"].get("GPU")) for k, v in workers.items()} == \
+        {"cpu_worker": False, "gpu_worker": True}
+    for node_type in workers.values():  # scales with queued work, down to nothing when idle
+        assert node_type["min_workers"] == 0 < node_type["max_workers"]
+    assert config["idle_timeout_minutes"] > 0
+    start = " ".join(config["head_start_ray_commands"] + config["worker_start_ray_commands"])
+    assert "RAY_AUTH_MODE=token" in start and "--dashboard-host=127.0.0.1" in start
+    assert "0.0.0.0" not in start
+
+
+def test_fake_autoscaler_config_validates():
+    from ray.autoscaler._private.util import validate_config
+
+    # prepare_config needs fake_multi_node/example.yaml, which the 2.60 wheel does not ship.
+    validate_config(yaml.safe_load((CLUSTER / "local-fake-autoscaler.yaml").read_text()))
+
+
+def _kuberay_validator():
+    import jsonschema
+
+    schema = json.loads((CLUSTER / "schemas" / "kuberay-v1.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _errors(validator, doc):
+    return [f"{list(e.absolute_path)}: {e.message[:200]}" for e in validator.iter_errors(doc)]
+
+
+def test_kuberay_manifests_validate_against_vendored_crd_schema():
+    validator = _kuberay_validator()
+    cluster = yaml.safe_load((CLUSTER / "kuberay" / "raycluster.yaml").read_text())
+    job = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
+    assert _errors(validator, cluster) == []
+    assert _errors(validator, job) == []
+    for spec in (cluster["spec"], job["spec"]["rayClusterSpec"]):
+        assert spec["enableInTreeAutoscaling"] is True
+        groups = {g["groupName"]: g for g in spec["workerGroupSpecs"]}
+        assert set(groups) == {"cpu", "gpu"}
+        assert all(g["minReplicas"] == 0 < g["maxReplicas"] for g in groups.values())
+        gpu_limits = groups["gpu"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert gpu_limits["nvidia.com/gpu"] == "1"
+        for pod in [spec["headGroupSpec"]] + list(groups.values()):
+            env = {e["name"]: e for e in pod["template"]["spec"]["containers"][0]["env"]}
+            assert env["RAY_AUTH_MODE"]["value"] == "token"
+            assert "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]  # a Secret, not a value
+        assert spec["headGroupSpec"]["serviceType"] == "ClusterIP"
+    assert job["spec"]["entrypoint"].startswith("python jobs/run_pipeline.py configs/paper.yaml")
+
+
+@pytest.mark.parametrize("mutate, where", [
+    (lambda d: d["spec"].update(enableInTreeAutoscalling=True), "typo in a RayCluster field"),
+    (lambda d: d.update(apiVersion="ray.io/v1alpha1"), "old API version"),
+    (lambda d: d["spec"]["headGroupSpec"].pop("template"), "head without a pod template"),
+    (lambda d: d["spec"]["workerGroupSpecs"][0].update(maxReplicas="20"), "replicas as a string"),
+    (lambda d: d["spec"]["workerGroupSpecs"][0]["rayStartParams"].update({"num-cpus": 4}),
+     "non-string rayStartParams"),
+    (lambda d: d["spec"]["autoscalerOptions"].update(upscalingMode="Fast"), "unknown upscalingMode"),
+])
+def test_kuberay_schema_rejects_broken_manifests(mutate, where):
+    validator = _kuberay_validator()
+    doc = yaml.safe_load((CLUSTER / "kuberay" / "raycluster.yaml").read_text())
+    mutate(doc)
+    assert _errors(validator, doc), where
+
+
+def test_kuberay_schema_rejects_a_rayjob_without_a_cluster():
+    doc = yaml.safe_load((CLUSTER / "kuberay" / "rayjob.yaml").read_text())
+    doc["spec"].pop("rayClusterSpec")
+    assert _errors(_kuberay_validator(), doc)
+
+
+SECRET_PATTERNS = [
+    r"AKIA[0-9A-Z]{16}", r"ASIA[0-9A-Z]{16}",                       # AWS access key ids
+    r"(?i)aws_secret_access_key\s*[:=]", r"(?i)aws_session_token\s*[:=]",
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----", r'"private_key"\s*:',       # PEM keys, GCP key files
+    r"gh[pousr]_[A-Za-z0-9]{36}", r"xox[abpr]-[A-Za-z0-9-]{10,}",    # GitHub, Slack tokens
+    r"AIza[0-9A-Za-z_-]{35}",                                          # Google API keys
+    r"(?i)(secret|passw(or)?d|api[_-]?key|access[_-]?key|token)['\"]?\s*[:=]\s*['\"]?[A-Za-z0-9/+_-]{16,}",
+]
+
+
+def test_no_secrets_in_cluster_or_config_files():
+    files = [p for d in ("cluster", "configs") for p in (REPO / d).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".yaml" for p in files)
+    hits = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        hits += [f"{path.relative_to(REPO)}: {m.group(0)[:40]}" for pat in SECRET_PATTERNS
+                 for m in re.finditer(pat, text)]
+    assert hits == []
+
+
+def test_secret_patterns_catch_real_looking_keys():
+    samples = ["aws_access_key_id: AKIAIOSFODNN7EXAMPLE", "aws_secret_access_key = abc",
+               "RAY_AUTH_TOKEN: 3f9c2d1e8b7a6f5e4d3c2b1a0f9e8d7c", "password: hunter2hunter2hunter2"]
+    for s in samples:
+        assert any(re.search(p, s) for p in SECRET_PATTERNS), s
+
+
+def test_every_torch_load_uses_weights_only():
+    import ast
+
+    calls = []
+    for path in (REPO / "sptf_ray").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "load" and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "torch"):
+                kw = {k.arg: k.value for k in node.keywords}
+                ok = isinstance(kw.get("weights_only"), ast.Constant) and kw["weights_only"].value is True
+                calls.append((f"{path.relative_to(REPO)}:{node.lineno}", ok))
+    assert calls, "no torch.load found: the check would be vacuous"
+    assert [c for c, ok in calls if not ok] == []
+
+
+# --------------------------------------------------------------------------- jobs_common
+def test_load_job_config_from_uri_with_overrides(tmp_path):
+    from sptf_ray.data.network import NetworkConfig
+    from sptf_ray.jobs_common import load_job_config
+
+    path = tmp_path / "net.yaml"
+    path.write_text("n_sites: 12\nseed: 4\n")
+    config = load_job_config(NetworkConfig, str(path), {"seed": 9, "n_years": None})
+    assert (config.n_sites, config.seed, config.n_years) == (12, 9, 3)
+    assert load_job_config(NetworkConfig, None, {"n_sites": 5}).n_sites == 5
+    with pytest.raises(ValueError, match="n_sites"):
+        load_job_config(NetworkConfig, None, {"n_sites": 0})
+
+
+def test_ray_address_prefers_explicit_then_env(monkeypatch):
+    from sptf_ray.jobs_common import ray_address
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    assert ray_address() is None
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert ray_address() == "10.0.0.1:6379"
+    assert ray_address("auto") == "auto"
