@@ -38,7 +38,6 @@ def base_env(home: Path, auth: str, token_path: Path | None = None) -> dict:
         "HOME": str(home), "RAY_AUTH_MODE": auth, "PYTHONPATH": str(REPO),
         "PATH": f"{BIN}:{env.get('PATH', '')}", "RAY_USAGE_STATS_ENABLED": "0",
         "RAY_DEDUP_LOGS": "0", "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
-        "NUMBA_CACHE_DIR": str(home / "numba-cache"),
     })
     if token_path is not None:
         env["RAY_AUTH_TOKEN_PATH"] = str(token_path)
@@ -60,7 +59,7 @@ class Procs:
         self.procs.append(proc)
         return proc
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         for proc in reversed(self.procs):
             _signal_group(proc.pid, signal.SIGTERM)
         deadline = time.time() + timeout
