@@ -24,7 +24,8 @@ def main(argv=None) -> int:
     parser.add_argument("--years", type=int, help="years of daily data (>= 3)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--sites-per-task", type=int, help="sites per batch / Ray task")
-    parser.add_argument("--address", help="Ray address when RAY_ADDRESS is unset (default 'auto')")
+    parser.add_argument("--address", help="Ray address when RAY_ADDRESS is unset (default 'auto': "
+                                          "the cluster running on this host; 'local': a new local Ray)")
     args = parser.parse_args(argv)
 
     from sptf_ray.data.network import NetworkConfig, build_network
@@ -33,7 +34,8 @@ def main(argv=None) -> int:
     config = load_job_config(NetworkConfig, args.config or args.config_flag, {
         "n_sites": args.sites, "n_years": args.years, "seed": args.seed,
         "sites_per_task": args.sites_per_task})
-    connect_ray(ray_address(args.address) or "auto")
+    address = ray_address(args.address) or "auto"
+    connect_ray(None if address == "local" else address)
     started = time.time()
     manifest = build_network(config, args.out, executor="ray", progress=lambda m: print(m, flush=True))
     print(f"build-network: {manifest['extra']['n_sites']} sites -> {args.out} "

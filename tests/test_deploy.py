@@ -40,7 +40,7 @@ def _listen_addresses(port: int) -> set[str]:
 # --------------------------------------------------------------------------- multi-node + auth
 @pytest.fixture(scope="module")
 def auth_cluster():
-    """`ray start --head` (0 CPUs, token auth, dashboard on 127.0.0.1) + two 1-CPU worker nodes."""
+    """`ray start --head` (0 CPUs, token auth, default dashboard host) + two 1-CPU worker nodes."""
     tmp = Path(tempfile.mkdtemp(prefix="sd-", dir="/tmp"))
     home = tmp / "home"
     home.mkdir()
@@ -55,7 +55,7 @@ def auth_cluster():
     try:
         (tmp / "h").mkdir()
         procs.start([str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1",
-                     f"--port={port}", "--num-cpus=0", "--dashboard-host=127.0.0.1",
+                     f"--port={port}", "--num-cpus=0",  # no --dashboard-host: the default
                      f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}",
                      f"--dashboard-agent-listen-port={free_port()}", f"--temp-dir={tmp / 'h'}",
                      f"--object-store-memory={OBJECT_STORE}"],
@@ -95,6 +95,8 @@ def _job_submit(env, dashboard, *entrypoint, working_dir=True, timeout=240):
 
 
 def test_dashboard_listens_on_loopback_only(auth_cluster):
+    # Ray's default (no --dashboard-host): the dashboard, which is also the job server,
+    # listens on 127.0.0.1 only.
     assert _listen_addresses(auth_cluster["dash_port"]) == {"127.0.0.1"}
 
 
