@@ -15,6 +15,7 @@ STAGE_MODULES = (
     "sptf_ray.physics.cli",
     "sptf_ray.data.network_cli",
     "sptf_ray.data.cli",
+    "sptf_ray.dataset.cli",
     "sptf_ray.training.cli",
     "sptf_ray.inverse.cli",
 )
