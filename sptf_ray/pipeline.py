@@ -239,6 +239,7 @@ def _hash(*parts) -> str:
 def _ensure_ray(cfg: RayInit) -> bool:
     """Join or start Ray; True when this call started it (and should shut it down)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")  # one line per stage and epoch is enough
     import ray
 
     if ray.is_initialized():

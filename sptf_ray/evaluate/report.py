@@ -271,7 +271,7 @@ def _scatter_figure(series: pd.DataFrame, split: str) -> bytes:
     methods = sorted(series["method"].unique())
     ncol = min(3, len(methods))
     nrow = int(np.ceil(len(methods) / ncol))
-    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 4 * nrow), squeeze=False)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4.2 * ncol, 4.3 * nrow), squeeze=False, layout="constrained")
     for ax, method in zip(axes.ravel(), methods):
         g = series[(series["method"] == method) & series["counted"] & series["swc_obs"].notna() & series["swc_sim"].notna()]
         if len(g):
@@ -295,7 +295,7 @@ def _timeseries_figure(series: pd.DataFrame, keys: list) -> bytes:
     from sptf_ray.plotting import _pyplot
 
     plt = _pyplot()
-    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), squeeze=False)
+    fig, axes = plt.subplots(len(keys), 1, figsize=(10, 2.6 * len(keys)), squeeze=False, layout="constrained")
     for ax, (sid, hy) in zip(axes[:, 0], keys):
         g = series[(series["site_id"] == sid) & (series["hist_year"] == hy)]
         first = g[g["method"] == g["method"].iloc[0]].sort_values("date")
@@ -321,7 +321,7 @@ def _class_figure(per: pd.DataFrame, static: pd.DataFrame, column: str) -> bytes
     plt = _pyplot()
     classes = sorted(s[column].dropna().astype(str).unique())
     methods = sorted(s["method"].unique())
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes) * max(1, len(methods)) / 2), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes) * max(1, len(methods)) / 2), 4), layout="constrained")
     width = 0.8 / len(methods)
     for k, method in enumerate(methods):
         data = [s[(s["method"] == method) & (s[column].astype(str) == c)]["nse"].clip(lower=-1).to_numpy()
@@ -446,8 +446,10 @@ def evaluate_run(config, progress=print) -> dict:
     eval_split = "test" if (series["split"] == "test").any() else series["split"].iloc[0]
     figs = [put(f"{FIGURES_DIR}/scatter_{eval_split}.png", _scatter_figure(series[series["split"] == eval_split],
                                                                               eval_split))]
-    ts_sites = series[series["split"] == eval_split][["site_id", "hist_year"]].drop_duplicates()
-    ts_sites = ts_sites.sort_values(["site_id", "hist_year"]).drop_duplicates("site_id").head(cfg.n_timeseries)
+    # per site, the sample most methods scored (inversion may cover the last year pair only)
+    ts_sites = (series[series["split"] == eval_split].groupby(["site_id", "hist_year"])["method"].nunique()
+                .rename("n").reset_index().sort_values(["site_id", "n", "hist_year"], ascending=[True, False, True]))
+    ts_sites = ts_sites.drop_duplicates("site_id")[["site_id", "hist_year"]].head(cfg.n_timeseries)
     if cfg.n_timeseries and len(ts_sites):
         figs.append(put(f"{FIGURES_DIR}/timeseries_{eval_split}.png",
                         _timeseries_figure(series, list(ts_sites.itertuples(index=False, name=None)))))
