@@ -1,11 +1,14 @@
 """`sptf run`: an extra-tiny config end to end, interrupted after the dataset, then resumed."""
 import json
+from pathlib import Path
 
 import pytest
 
 from sptf_ray import storage
 from sptf_ray.config import load_config
 from sptf_ray.pipeline import RESOLVED_CONFIG, STAGES, PipelineConfig, run_pipeline
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 TINY = {
     "models": ["vgm"],
@@ -26,8 +29,16 @@ def test_config_rejects_bad_values():
         load_config(PipelineConfig, {**TINY, "models": ["vgm", "fxw"]})
     with pytest.raises(ValueError, match="unknown config key"):
         load_config(PipelineConfig, {**TINY, "surrogate": {"epoch": 1}})
-    assert load_config(PipelineConfig, "configs/quickstart.yaml").network.n_sites == 40
-    assert load_config(PipelineConfig, "configs/paper.yaml").dataset.days == 1095
+    assert load_config(PipelineConfig, str(CONFIGS / "quickstart.yaml")).network.n_sites == 40
+    assert load_config(PipelineConfig, str(CONFIGS / "paper.yaml")).dataset.days == 1095
+
+
+def test_cli_registers_run_and_evaluate():
+    from sptf_ray.cli import build_parser
+
+    args = build_parser().parse_args(["run", "cfg.yaml", "--out", "d", "--stop-after", "dataset"])
+    assert args.command == "run" and args.stop_after == "dataset"
+    assert build_parser().parse_args(["evaluate", "d"]).command == "evaluate"
 
 
 def test_interrupted_run_resumes(ray_session, tmp_path):
