@@ -228,10 +228,19 @@ class _State:
         storage.atomic_write_text(self.uri, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
 
+# Settings that change how a stage runs, not what it produces: changing them never invalidates output.
+_EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task"})
+
+
 def _hash(*parts) -> str:
     import hashlib
 
-    canonical = json.dumps([config_to_dict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+    def content(p):
+        if not dataclasses.is_dataclass(p):
+            return p
+        return {k: v for k, v in config_to_dict(p).items() if k not in _EXECUTION_KEYS}
+
+    canonical = json.dumps([content(p) for p in parts],
                            sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
