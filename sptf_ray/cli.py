@@ -18,6 +18,7 @@ STAGE_MODULES = (
     "sptf_ray.dataset.cli",
     "sptf_ray.training.cli",
     "sptf_ray.inverse.cli",
+    "sptf_ray.pipeline_cli",
 )
 
 

@@ -1,0 +1,402 @@
+"""`sptf run CONFIG --out DIR`: every stage in order, in one run directory, resumable.
+
+Stages: network (or an ingested site dataset, `sites:`) -> dataset -> surrogate -> sptf ->
+predict -> inversion -> evaluate. Layout of DIR:
+
+    config.resolved.yaml     the PipelineConfig of the latest invocation
+    stages.json              per stage: the hash of the settings it depends on, status, seconds
+    network/                 virtual network (site dataset + truth.parquet), unless `sites` is given
+    dataset/                 surrogate training shards
+    train/surrogate-<model>/ Ray Train run (checkpoints, metrics) + bundle/
+    train/sptf-<model>/      Ray Train run + bundle/ (with its surrogate)
+    predict/<model>/         parameters.csv, simulated.parquet, metrics.csv
+    inversion/               inversion.parquet (+ per-site files)
+    report.md, report.html, figures/, metrics_*.csv, evaluate.manifest.json
+
+A stage is skipped when its output's manifest verifies and `stages.json` records the same
+settings hash (its own section plus everything upstream). An output that verifies but was made
+with other settings is an error naming the directory (never silently reused or overwritten);
+an incomplete output is handed to the stage, which resumes it (shards, Ray Train checkpoints,
+per-site inversion files). Ray: joins `ray.address` or an initialized Ray, else starts a local
+instance (usage stats off) and shuts it down at the end.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from sptf_ray import storage
+from sptf_ray.config import config_to_dict, load_config, save_config
+from sptf_ray.data.network import NetworkConfig
+from sptf_ray.dataset.build import DatasetConfig
+from sptf_ray.inverse.job import RayOptions
+from sptf_ray.inverse.site import SCEUASettings
+from sptf_ray.training.ray_train import ScalingArgs
+
+STAGES = ("network", "dataset", "surrogate", "sptf", "predict", "inversion", "evaluate")
+RESOLVED_CONFIG = "config.resolved.yaml"
+STATE_FILE = "stages.json"
+
+__all__ = ["STAGES", "PipelineConfig", "run_pipeline", "RunLayout"]
+
+
+@dataclass
+class SurrogateStage:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    seed: int = 0
+    grad_clip: float = 1.0
+    hidden_size: int = 256
+    dropout: float = 0.0
+    seq_len: Optional[int] = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    max_failures: int = 0
+    scaling: ScalingArgs = field(default_factory=ScalingArgs)
+
+
+@dataclass
+class SPTFStage:
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4
+    seed: int = 0
+    grad_clip: float = 1.0
+    hidden_size: int = 128
+    dropout: float = 0.0
+    max_failures: int = 0
+    scaling: ScalingArgs = field(default_factory=ScalingArgs)
+
+
+@dataclass
+class PredictStage:
+    device: str = "cpu"
+
+
+@dataclass
+class InversionStage:
+    enabled: bool = True
+    split: str = "test"  # sites of this split ("train", "val", "test", or "all")
+    max_sites: Optional[int] = None
+    modes: list[str] = field(default_factory=lambda: ["historical"])
+    samples: str = "all"
+    forward: str = "solver"
+    sceua: SCEUASettings = field(default_factory=SCEUASettings)
+    ray: RayOptions = field(default_factory=RayOptions)
+
+    def validate(self) -> None:
+        if self.split not in ("train", "val", "test", "all"):
+            raise ValueError(f"inversion.split must be train, val, test or all, got {self.split!r}")
+
+
+@dataclass
+class EvaluateStage:
+    rosetta: bool = True
+    n_timeseries: int = 4
+
+
+@dataclass
+class RayInit:
+    address: Optional[str] = None  # None: an initialized Ray, else a new local instance
+    num_cpus: Optional[int] = None  # local instance only (None: all cores)
+    object_store_memory_mb: Optional[int] = None
+
+
+@dataclass
+class PipelineConfig:
+    """The whole run. Stage sections hold only settings; the pipeline fills in every path."""
+
+    models: list[str] = field(default_factory=lambda: ["vgm", "fxw"])
+    sites: Optional[str] = None  # an ingested site dataset dir; None: build the virtual network
+    split_seed: int = 0  # site splits when the data dir has no splits.parquet
+    dataset_site_forcing: bool = False  # dataset.sites := the site data (real forcings in the surrogate set)
+    stop_after: Optional[str] = None  # run the stages up to this one only
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    surrogate: SurrogateStage = field(default_factory=SurrogateStage)
+    sptf: SPTFStage = field(default_factory=SPTFStage)
+    predict: PredictStage = field(default_factory=PredictStage)
+    inversion: InversionStage = field(default_factory=InversionStage)
+    evaluate: EvaluateStage = field(default_factory=EvaluateStage)
+    ray: RayInit = field(default_factory=RayInit)
+
+    def validate(self) -> None:
+        if not self.models or any(m not in ("vgm", "fxw") for m in self.models) or len(set(self.models)) != len(self.models):
+            raise ValueError(f"models must be a non-empty subset of ['vgm', 'fxw'], got {self.models}")
+        if self.stop_after is not None and self.stop_after not in STAGES:
+            raise ValueError(f"stop_after must be one of {list(STAGES)}, got {self.stop_after!r}")
+        if self.dataset.model not in ("both", *self.models) or (self.dataset.model != "both" and len(self.models) > 1):
+            raise ValueError(f"dataset.model={self.dataset.model!r} does not cover models {self.models} "
+                             "(use 'both' for two models)")
+        # Build every stage's own config once with placeholder paths: its checks run now, not mid-run.
+        layout = RunLayout("/validate")
+        for model in self.models:
+            _surrogate_config(self, layout, model)
+            _sptf_config(self, layout, model)
+        if self.inversion.enabled:
+            _invert_config(self, layout, ["x"])
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    root: str
+
+    def p(self, *parts: str) -> str:
+        return storage.join(self.root, *parts)
+
+    @property
+    def network(self) -> str:
+        return self.p("network")
+
+    @property
+    def dataset(self) -> str:
+        return self.p("dataset")
+
+    @property
+    def train(self) -> str:
+        return self.p("train")
+
+    def surrogate_run(self, model: str) -> str:
+        return self.p("train", f"surrogate-{model}")
+
+    def sptf_run(self, model: str) -> str:
+        return self.p("train", f"sptf-{model}")
+
+    def predict(self, model: str) -> str:
+        return self.p("predict", model)
+
+    @property
+    def inversion(self) -> str:
+        return self.p("inversion")
+
+
+# --------------------------------------------------------------------------- stage configs
+def _abs(uri: str) -> str:
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
+def _surrogate_config(cfg: PipelineConfig, layout: RunLayout, model: str):
+    from sptf_ray.training.ray_train import SurrogateTrainConfig
+
+    s = cfg.surrogate
+    return load_config(SurrogateTrainConfig, {
+        "storage_path": _abs(layout.train), "name": f"surrogate-{model}", "data": layout.dataset,
+        "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "grad_clip": s.grad_clip,
+        "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling),
+        "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout},
+        "seq_len": s.seq_len, "val_fraction": s.val_fraction, "test_fraction": s.test_fraction})
+
+
+def _sptf_config(cfg: PipelineConfig, layout: RunLayout, model: str, data: str = "/validate/data"):
+    from sptf_ray.training.ray_train import SPTFTrainConfig
+
+    s = cfg.sptf
+    return load_config(SPTFTrainConfig, {
+        "storage_path": _abs(layout.train), "name": f"sptf-{model}", "data": data,
+        "surrogate": storage.join(_abs(layout.surrogate_run(model)), "bundle"),
+        "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "grad_clip": s.grad_clip,
+        "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,
+        "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout}})
+
+
+def _invert_config(cfg: PipelineConfig, layout: RunLayout, sites: list[str], data: str = "/validate/data"):
+    from sptf_ray.inverse.job import InvertConfig
+
+    s = cfg.inversion
+    return load_config(InvertConfig, {
+        "data": data, "out": layout.inversion, "models": list(cfg.models), "modes": list(s.modes),
+        "sites": sites, "max_sites": s.max_sites, "samples": s.samples, "forward": s.forward,
+        "sceua": config_to_dict(s.sceua), "ray": config_to_dict(s.ray)})
+
+
+# --------------------------------------------------------------------------- state
+class _State:
+    def __init__(self, root: str):
+        self.uri = storage.join(root, STATE_FILE)
+        self.data = json.loads(storage.read_text(self.uri)) if storage.exists(self.uri) else {}
+
+    def get(self, stage: str) -> dict:
+        return self.data.get(stage, {})
+
+    def set(self, stage: str, **values) -> None:
+        self.data[stage] = {**self.data.get(stage, {}), **values}
+        storage.atomic_write_text(self.uri, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+
+
+# Settings that change how a stage runs, not what it produces: changing them never invalidates output.
+_EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task"})
+
+
+def _hash(*parts) -> str:
+    import hashlib
+
+    def content(p):
+        if not dataclasses.is_dataclass(p):
+            return p
+        return {k: v for k, v in config_to_dict(p).items() if k not in _EXECUTION_KEYS}
+
+    canonical = json.dumps([content(p) for p in parts],
+                           sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _ensure_ray(cfg: RayInit) -> bool:
+    """Join or start Ray; True when this call started it (and should shut it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")  # one line per stage and epoch is enough
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if cfg.address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. inside `ray job submit`)
+    else:
+        kwargs = {"num_cpus": cfg.num_cpus, "include_dashboard": False}
+        if cfg.object_store_memory_mb:
+            kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024**2
+        ray.init(**kwargs)
+    return True
+
+
+# --------------------------------------------------------------------------- the pipeline
+def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
+    """Run (or resume) every stage of `config` under `out`. Returns {stage: "ran" | "skipped"}."""
+    cfg = load_config(PipelineConfig, config)
+    if stop_after is not None:
+        cfg = dataclasses.replace(cfg, stop_after=stop_after)
+        cfg.validate()
+    out = str(out)
+    layout = RunLayout(out)
+    storage.makedirs(out)
+    save_config(cfg, storage.join(out, RESOLVED_CONFIG))
+    state = _State(out)
+    last = STAGES.index(cfg.stop_after) if cfg.stop_after else len(STAGES) - 1
+    data = cfg.sites or layout.network
+    actions: dict[str, str] = {}
+    started_ray = False
+    t_all = time.time()
+
+    def stage(name: str, digest: str, done: Callable[[], bool], run: Callable[[], None], where: str,
+              redo_on_change: bool = False) -> None:
+        rec = state.get(name)
+        if done():
+            if rec.get("hash") == digest and rec.get("status") == "done":
+                progress(f"[run] {name}: skipped ({where} complete)")
+                actions[name] = "skipped"
+                return
+            if not redo_on_change:
+                raise ValueError(f"{where} holds a complete {name} output made with other settings (or not by this "
+                             f"pipeline); delete it or choose another --out")
+        if not redo_on_change and rec.get("hash") not in (None, digest) and storage.exists(where):
+            raise ValueError(f"{where} holds a partial {name} output started with other settings; delete it "
+                             "or choose another --out")
+        progress(f"[run] {name}: running -> {where}")
+        t0 = time.time()
+        state.set(name, hash=digest, status="started")
+        run()
+        if not done():
+            raise RuntimeError(f"{name} finished but its output {where} does not verify")
+        state.set(name, status="done", seconds=round(time.time() - t0, 1))
+        actions[name] = "ran"
+        progress(f"[run] {name}: done in {time.time() - t0:.0f} s")
+
+    try:
+        started_ray = _ensure_ray(cfg.ray)
+        # 1. network
+        if cfg.sites:
+            from sptf_ray.data.validate import load_site_dataset
+
+            load_site_dataset(cfg.sites)  # schema and manifest checks before anything else
+            h_data = _hash("sites", storage.file_sha256(storage.join(cfg.sites, "daily.parquet"))[1])
+            progress(f"[run] network: using the site dataset {cfg.sites}")
+            actions["network"] = "external"
+        else:
+            from sptf_ray.data.network import build_network
+
+            h_data = _hash("network", cfg.network)
+            stage("network", h_data, lambda: storage.verify_manifest(layout.network),
+                  lambda: build_network(cfg.network, layout.network, executor="ray", progress=progress),
+                  layout.network)
+        if last < 1:
+            return actions
+        # 2. dataset
+        from sptf_ray.dataset.build import build_dataset
+
+        ds_cfg = cfg.dataset
+        if cfg.dataset_site_forcing:
+            ds_cfg = dataclasses.replace(ds_cfg, sites=data)
+        h_ds = _hash("dataset", ds_cfg, h_data if cfg.dataset_site_forcing else None)
+        stage("dataset", h_ds, lambda: storage.verify_manifest(layout.dataset),
+              lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset)
+        if last < 2:
+            return actions
+        # 3. surrogates, 4. SPTFs
+        from sptf_ray.training.ray_train import train_sptf, train_surrogate
+
+        h_sur = {}
+        for m in cfg.models:
+            sc = _surrogate_config(cfg, layout, m)
+            h_sur[m] = _hash("surrogate", cfg.surrogate, m, h_ds)
+            bundle = storage.join(sc.run_dir, "bundle")
+            stage(f"surrogate-{m}", h_sur[m], lambda b=bundle: storage.verify_manifest(b),
+                  lambda c=sc: train_surrogate(c), sc.run_dir)
+        if last < 3:
+            return actions
+        h_sptf = {}
+        for m in cfg.models:
+            sc = _sptf_config(cfg, layout, m, data)
+            h_sptf[m] = _hash("sptf", cfg.sptf, m, cfg.split_seed, h_sur[m], h_data)
+            bundle = storage.join(sc.run_dir, "bundle")
+            stage(f"sptf-{m}", h_sptf[m], lambda b=bundle: storage.verify_manifest(b),
+                  lambda c=sc: train_sptf(c), sc.run_dir)
+        if last < 4:
+            return actions
+        # 5. predict
+        from sptf_ray.training.predict import predict
+
+        for m in cfg.models:
+            bundle = storage.join(_sptf_config(cfg, layout, m, data).run_dir, "bundle")
+            where = layout.predict(m)
+            stage(f"predict-{m}", _hash("predict", cfg.predict, h_sptf[m]), lambda w=where: storage.verify_manifest(w),
+                  lambda b=bundle, w=where: predict(b, data, w, device=cfg.predict.device), where)
+        if last < 5:
+            return actions
+        # 6. inversion
+        if cfg.inversion.enabled:
+            from sptf_ray.inverse.job import run_inversion
+            from sptf_ray.training.data import load_site_samples
+
+            _, _, samples = load_site_samples(data, cfg.split_seed)
+            sel = samples if cfg.inversion.split == "all" else samples[samples["split"] == cfg.inversion.split]
+            sites = sorted(sel["site_id"].astype(str).unique())
+            if not sites:
+                raise ValueError(f"inversion: no sites in split {cfg.inversion.split!r}")
+            ic = _invert_config(cfg, layout, sites, data)
+            stage("inversion", _hash("inversion", cfg.inversion, cfg.models, cfg.split_seed, h_data),
+                  lambda: storage.verify_manifest(layout.inversion), lambda: run_inversion(ic), layout.inversion)
+        else:
+            progress("[run] inversion: disabled in the config")
+        if last < 6:
+            return actions
+        # 7. evaluate
+        from sptf_ray.evaluate.report import evaluate_run, verify_evaluation
+
+        ev = {"run_dir": out, "data": data, "predict": {m: layout.predict(m) for m in cfg.models},
+              "inversion": layout.inversion, "split_seed": cfg.split_seed, "rosetta": cfg.evaluate.rosetta,
+              "n_timeseries": cfg.evaluate.n_timeseries}
+        # the report depends on everything upstream: re-evaluate whenever any of it changed
+        h_eval = _hash("evaluate", cfg.evaluate, [state.get(k).get("hash") for k in sorted(state.data) if k != "evaluate"])
+        stage("evaluate", h_eval, lambda: verify_evaluation(out), lambda: evaluate_run(ev, progress=progress), out,
+              redo_on_change=True)
+        progress(f"[run] complete in {time.time() - t_all:.0f} s: {storage.join(out, 'report.md')}")
+        return actions
+    finally:
+        if started_ray:
+            import ray
+
+            ray.shutdown()

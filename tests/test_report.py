@@ -1,0 +1,80 @@
+"""`sptf evaluate` on a tiny fabricated run: a small virtual network plus fake predict/inversion outputs."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from sptf_ray import storage
+from sptf_ray.data.network import NetworkConfig, build_network, truth_parameters
+from sptf_ray.evaluate.report import REPORT_HTML, REPORT_MD, evaluate_run, verify_evaluation
+from sptf_ray.physics import PARAM_NAMES
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run")
+    net = run / "network"
+    build_network(NetworkConfig(n_sites=8, n_years=3, seed=3, sites_per_task=8), str(net), executor="local",
+                  progress=lambda m: None)
+    daily = pd.read_parquet(net / "daily.parquet")
+    truth = pd.read_parquet(net / "truth.parquet")
+    # fabricated SPTF-VGM output: observations plus an offset, for every (site, target year)
+    rows = []
+    for sid, g in daily.groupby("site_id"):
+        g = g.sort_values("date")
+        for hy in (2015, 2016):
+            t = g[g["date"].dt.year == hy + 1]
+            rows.append(pd.DataFrame({"site_id": sid, "hist_year": hy, "date": t["date"].to_numpy(),
+                                      "swc_obs": t["swc"].to_numpy(), "swc_sim": t["swc"].to_numpy() + 0.02,
+                                      "counted": (t["lst_c"] >= 0).to_numpy()}))
+    pred = run / "predict" / "vgm"
+    pred.mkdir(parents=True)
+    pd.concat(rows).to_parquet(pred / "simulated.parquet")
+    params = truth[["site_id"]].copy()
+    params["hist_year"] = 2015
+    params["target_year"] = 2016
+    params["model"] = "vgm"
+    for name in PARAM_NAMES["vgm"]:
+        params[name] = truth[f"vgm_{name}"] * 1.1
+    params.to_csv(pred / "parameters.csv", index=False)
+    storage.write_manifest(str(pred), ["simulated.parquet", "parameters.csv"])
+    # fabricated inversion: the true parameters of FXW-truth sites
+    fx = truth[truth["truth_model"] == "fxw"].reset_index(drop=True)
+    inv = pd.DataFrame({"site_id": fx["site_id"], "model": "fxw", "mode": "historical", "calib_year": 2015,
+                        "eval_year": 2016})
+    p = truth_parameters(fx)
+    for j, name in enumerate(PARAM_NAMES["fxw"]):
+        inv[name] = p[:, j]
+    (run / "inversion").mkdir()
+    inv.to_parquet(run / "inversion" / "inversion.parquet")
+    storage.write_manifest(str(run / "inversion"), ["inversion.parquet"])
+    return run
+
+
+def test_report_from_tiny_run(tiny_run):
+    res = evaluate_run({"run_dir": str(tiny_run), "n_timeseries": 2}, progress=lambda m: None)
+    summary = res["summary"]
+    methods = set(summary["method"])
+    assert {"SPTF-VGM", "Inversion-FXW (historical)", "Truth ceiling"} <= methods
+    # the fabricated SPTF is obs + 0.02: RMSE 0.02 exactly, slope 1
+    sptf = summary[summary["method"] == "SPTF-VGM"]
+    assert np.allclose(sptf["pooled_rmse"], 0.02)
+    assert np.allclose(sptf["slope"], 1.0)
+    # truth ceiling: only sensor noise (sd 0.01-0.02) and bias remain
+    ceiling = summary[summary["method"] == "Truth ceiling"]
+    assert (ceiling["pooled_rmse"] < 0.05).all()
+    # the inversion with true parameters equals the ceiling on those sites
+    per = res["site"]
+    a = per[per["method"] == "Inversion-FXW (historical)"].set_index(["site_id", "hist_year"])["rmse"]
+    b = per[per["method"] == "Truth ceiling"].set_index(["site_id", "hist_year"])["rmse"]
+    assert np.allclose(a, b.reindex(a.index))
+    md = (tiny_run / REPORT_MD).read_text()
+    assert "Headline" in md and "SPTF-VGM" in md and "Predicted vs true" in md
+    assert (tiny_run / REPORT_HTML).read_text().startswith("<!doctype html>")
+    assert any(f.endswith(".png") for f in res["files"])
+    for f in res["files"]:
+        assert (tiny_run / f).stat().st_size > 0
+    assert verify_evaluation(str(tiny_run))
+    corr = res["correlation"].set_index("method")
+    # SPTF-VGM params are truth * 1.1: perfectly correlated on VGM-truth sites (n >= 3 needed)
+    if corr.loc["SPTF-VGM", "n_sites"] >= 3:
+        assert corr.loc["SPTF-VGM", "r_n"] == pytest.approx(1.0)
