@@ -30,7 +30,7 @@ import numpy as np
 from numba import njit, prange
 
 from .hydraulics import FXW, FXW_H_FLOOR, MODEL_CODES, N_DERIVED, derive_one, hydraulic_state, uptake_stress
-from .parameters import PARAM_NAMES, check_model
+from .parameters import check_model
 
 # Top boundary modes.
 _FLUX = 0
@@ -556,18 +556,18 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                     max_iter_now = 10 * cfg_i[0]
                 else:
                     # Below dt_min: the result stays valid, the simulation is flagged.
-                    status |= 1
+                    status |= STATUS_BELOW_DT_MIN
                     dt_step = dt_step / 3.0
                     if dt_step < _DT_FLOOR:
-                        status |= 2
+                        status |= STATUS_FAILED
                         break
-            if status & 2:
+            if status & STATUS_FAILED:
                 failed_day = day
                 break
             mode = new_mode
             steps += 1
             if steps >= max_steps:
-                status |= 4
+                status |= STATUS_STEP_LIMIT
                 failed_day = day
                 break
             min_dt = min(min_dt, dt_step)
@@ -732,5 +732,3 @@ def _make_result(cfg, out_swc, out_daily, out_stats, out_h, pet, lai):
         messages=messages,
     )
 
-
-PARAMETER_NAMES = PARAM_NAMES
