@@ -98,6 +98,10 @@ class InversionStage:
 class EvaluateStage:
     rosetta: bool = True
     n_timeseries: int = 4
+    importance_repeats: int = 10  # permutation feature importance seeds (paper: 100); 0 skips it
+    input_lengths: list[int] = field(default_factory=lambda: [10, 20, 40, 60, 90, 120, 180, 270, 365])
+    length_windows: int = 10  # random windows per input length (paper: 10); [] lengths skips it
+    device: str = "cpu"
 
 
 @dataclass
@@ -387,8 +391,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         from sptf_ray.evaluate.report import evaluate_run, verify_evaluation
 
         ev = {"run_dir": out, "data": data, "predict": {m: layout.predict(m) for m in cfg.models},
-              "inversion": layout.inversion, "split_seed": cfg.split_seed, "rosetta": cfg.evaluate.rosetta,
-              "n_timeseries": cfg.evaluate.n_timeseries}
+              "inversion": layout.inversion, "split_seed": cfg.split_seed, **config_to_dict(cfg.evaluate)}
         # the report depends on everything upstream: re-evaluate whenever any of it changed
         h_eval = _hash("evaluate", cfg.evaluate, [state.get(k).get("hash") for k in sorted(state.data) if k != "evaluate"])
         stage("evaluate", h_eval, lambda: verify_evaluation(out), lambda: evaluate_run(ev, progress=progress), out,

@@ -22,6 +22,12 @@ def add_parser(subparsers) -> None:
     p.add_argument("--out", help="where the report goes (default: RUN_DIR)")
     p.add_argument("--split-seed", type=int, default=0, help="used only when the data has no splits.parquet")
     p.add_argument("--no-rosetta", action="store_true", help="skip the Rosetta-3 baseline")
+    p.add_argument("--importance-repeats", type=int, default=10,
+                   help="seeds of permutation feature importance (paper: 100); 0 skips it")
+    p.add_argument("--input-lengths", default="10,20,40,60,90,120,180,270,365",
+                   help="historical-input lengths (days) for the sensitivity analysis; '' skips it")
+    p.add_argument("--length-windows", type=int, default=10, help="random windows per input length")
+    p.add_argument("--device", default="cpu", help="torch device of the sensitivity analyses (cpu, cuda)")
     p.set_defaults(func=_evaluate)
 
 
@@ -36,6 +42,9 @@ def _run(args) -> int:
 def _evaluate(args) -> int:
     from sptf_ray.evaluate.report import evaluate_run
 
+    lengths = [int(x) for x in args.input_lengths.split(",") if x.strip()]
     evaluate_run({"run_dir": args.run_dir, "data": args.data or "", "out": args.out or "",
-                  "split_seed": args.split_seed, "rosetta": not args.no_rosetta})
+                  "split_seed": args.split_seed, "rosetta": not args.no_rosetta,
+                  "importance_repeats": args.importance_repeats, "input_lengths": lengths,
+                  "length_windows": args.length_windows, "device": args.device})
     return 0

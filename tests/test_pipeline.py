@@ -18,7 +18,7 @@ TINY = {
     "sptf": {"epochs": 1, "batch_size": 8, "hidden_size": 8, "lr": 1e-3},
     "inversion": {"split": "test", "max_sites": 1, "samples": "last",
                   "sceua": {"max_evals": 60, "n_complexes": 2}, "ray": {"num_actors": 1}},
-    "evaluate": {"n_timeseries": 1},
+    "evaluate": {"n_timeseries": 1, "importance_repeats": 2, "input_lengths": [30, 365], "length_windows": 2},
 }
 
 
@@ -56,6 +56,7 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     assert storage.verify_manifest(str(out / "train" / "sptf-vgm" / "bundle"))
     md = (out / "report.md").read_text()
     assert "SPTF-VGM" in md and "Truth ceiling" in md and "Inversion-VGM (historical)" in md
+    assert "Permutation feature importance" in md and "Input-length sensitivity" in md
     resolved = load_config(PipelineConfig, str(out / RESOLVED_CONFIG))
     assert resolved.network.n_sites == 10
     state = json.loads((out / "stages.json").read_text())

@@ -12,12 +12,16 @@ Methods scored on the target year of every (historical, target) sample (DESIGN s
   outside Table 1 clipped (counted in the report), H50 = -800 cm; skipped with a logged reason
   when the package is missing.
 
-Days count only when unfrozen (LST >= 0 C) and finite (`metrics.py`). Written under ``out``:
+Days count only when unfrozen (LST >= 0 C) and finite (`metrics.py`). For each SPTF whose
+predict output names its bundle, permutation feature importance and input-length sensitivity
+(`sensitivity.py`, paper 2.6 and 3.4) on the train and test sites. Written under ``out``:
 ``report.md``, ``report.html``, ``figures/*.png``, ``metrics_site.csv`` (one row per method and
-sample), ``metrics_summary.csv`` (pooled per method and split), ``manifest.json`` last.
+sample), ``metrics_summary.csv`` (pooled per method and split), ``feature_importance.csv`` and
+``input_length.csv`` (one row per seed or window), ``evaluate.manifest.json`` last.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import logging
@@ -29,6 +33,8 @@ import pandas as pd
 
 from sptf_ray import storage
 from sptf_ray.evaluate.metrics import lst_mask, pooled_metrics, site_metrics
+from sptf_ray.evaluate.sensitivity import (DEFAULT_LENGTHS, FEATURES, analyse_predict_dirs, summarize_importance,
+                                           summarize_lengths)
 from sptf_ray.physics.parameters import PARAM_NAMES, parameter_space
 
 log = logging.getLogger(__name__)
@@ -39,6 +45,8 @@ FIGURES_DIR = "figures"
 SITE_METRICS_FILE = "metrics_site.csv"
 SUMMARY_FILE = "metrics_summary.csv"
 PARAM_CORR_FILE = "parameter_correlation.csv"
+IMPORTANCE_FILE = "feature_importance.csv"
+INPUT_LENGTH_FILE = "input_length.csv"
 ROSETTA_H50 = -800.0
 SPLITS = ("train", "val", "test")
 
@@ -57,6 +65,14 @@ class EvaluateConfig:
     split_seed: int = 0  # used only when the data dir holds no splits.parquet
     rosetta: bool = True
     n_timeseries: int = 4  # per-site time-series panels (test sites)
+    # What the SPTF relies on (sensitivity.py): seeds of permutation feature importance (paper: 100;
+    # 0 skips it), historical-input lengths and random windows per length (empty list skips it).
+    importance_repeats: int = 10
+    input_lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
+    length_windows: int = 10
+    sensitivity_splits: list[str] = field(default_factory=lambda: ["train", "test"])
+    sensitivity_seed: int = 0
+    device: str = "cpu"
 
     def validate(self) -> None:
         if not self.run_dir and not (self.data and self.out):
@@ -66,13 +82,19 @@ class EvaluateConfig:
                 raise ValueError(f"predict: unknown model {m!r} (vgm, fxw)")
         if self.n_timeseries < 0:
             raise ValueError("n_timeseries must be >= 0")
+        if self.importance_repeats < 0 or self.length_windows < 1:
+            raise ValueError("importance_repeats must be >= 0 and length_windows >= 1")
+        if any(not 1 <= int(n) <= 365 for n in self.input_lengths):
+            raise ValueError(f"input_lengths must lie in 1..365 days, got {self.input_lengths}")
+        bad = [s for s in self.sensitivity_splits if s not in SPLITS]
+        if bad:
+            raise ValueError(f"sensitivity_splits: unknown split(s) {bad} (train, val, test)")
 
     def resolved(self) -> "EvaluateConfig":
         j = lambda *p: storage.join(self.run_dir, *p)  # noqa: E731
         predict = dict(self.predict) or {m: j("predict", m) for m in PARAM_NAMES}
-        return EvaluateConfig(run_dir=self.run_dir, data=self.data or j("network"), predict=predict,
-                              inversion=self.inversion or j("inversion"), out=self.out or self.run_dir,
-                              split_seed=self.split_seed, rosetta=self.rosetta, n_timeseries=self.n_timeseries)
+        return dataclasses.replace(self, data=self.data or j("network"), predict=predict,
+                                   inversion=self.inversion or j("inversion"), out=self.out or self.run_dir)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -339,6 +361,48 @@ def _class_figure(per: pd.DataFrame, static: pd.DataFrame, column: str) -> bytes
     return _fig_bytes(fig)
 
 
+def _importance_figure(rows: pd.DataFrame) -> bytes | None:
+    from sptf_ray.plotting import _pyplot
+
+    if rows.empty:
+        return None
+    plt = _pyplot()
+    groups = sorted(rows.groupby(["method", "split"]).groups)
+    feats = [f for f in FEATURES if f in set(rows["feature"])]
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(feats) * max(1, len(groups)) / 2), 3.8), layout="constrained")
+    width = 0.8 / len(groups)
+    for k, (method, split) in enumerate(groups):
+        g = rows[(rows["method"] == method) & (rows["split"] == split)].groupby("feature")["fi"]
+        mean, sd = g.mean().reindex(feats), g.std(ddof=0).reindex(feats)
+        pos = np.arange(len(feats)) + (k - (len(groups) - 1) / 2) * width
+        ax.bar(pos, mean, width * 0.9, yerr=sd, capsize=2, label=f"{method} {split}", color=plt.cm.tab10(k % 10))
+    ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(feats)), feats, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("FI = loss permuted / loss")
+    ax.set_title(f"permutation feature importance (mean +- SD over {rows['repeat'].nunique()} seeds)")
+    ax.legend(fontsize=7, ncol=2)
+    return _fig_bytes(fig)
+
+
+def _input_length_figure(summary: pd.DataFrame) -> bytes | None:
+    from sptf_ray.plotting import _pyplot
+
+    if summary.empty:
+        return None
+    plt = _pyplot()
+    fig, (a_nse, a_rmse) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for k, ((method, split), g) in enumerate(summary.groupby(["method", "split"])):
+        style = {"color": plt.cm.tab10(k % 10), "marker": "o", "ms": 3, "label": f"{method} {split}"}
+        a_nse.plot(g["length"], g["nse_mean"], **style)
+        a_rmse.plot(g["length"], g["rmse_mean"], **style)
+    for ax, name in ((a_nse, "pooled NSE"), (a_rmse, "pooled RMSE")):
+        ax.set_xlabel("days of the historical year the SPTF reads")
+        ax.set_ylabel(f"{name}, target year")
+    a_nse.legend(fontsize=7)
+    fig.suptitle("input-length sensitivity (mean over random windows)")
+    return _fig_bytes(fig)
+
+
 # --------------------------------------------------------------------------- rendering
 def _fmt_table(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
@@ -431,6 +495,10 @@ def evaluate_run(config, progress=print) -> dict:
     per = site_metrics(series, by=["method", "split", "site_id", "hist_year"])
     summary = _summary(series, per)
     corr = _param_correlation(params, truth) if truth is not None else pd.DataFrame()
+    fi_rows, len_rows = analyse_predict_dirs(cfg.predict, static, daily, samples, cfg.sensitivity_splits,
+                                             cfg.importance_repeats, cfg.input_lengths, cfg.length_windows,
+                                             cfg.sensitivity_seed, cfg.device, notes)
+    len_summary = summarize_lengths(len_rows)
 
     out = cfg.out
     storage.makedirs(out)
@@ -455,6 +523,8 @@ def evaluate_run(config, progress=print) -> dict:
                         _timeseries_figure(series, list(ts_sites.itertuples(index=False, name=None)))))
     for column in ("texture_class", "land_cover"):
         figs.append(put(f"{FIGURES_DIR}/nse_by_{column}.png", _class_figure(per, static, column)))
+    figs.append(put(f"{FIGURES_DIR}/feature_importance.png", _importance_figure(fi_rows)))
+    figs.append(put(f"{FIGURES_DIR}/input_length.png", _input_length_figure(len_summary)))
 
     headline = summary[summary["split"] == eval_split].drop(columns="split")
     blocks = [("h1", "sptf-ray evaluation report"),
@@ -473,6 +543,13 @@ def evaluate_run(config, progress=print) -> dict:
     if truth is not None:
         blocks += [("h2", "Predicted vs true parameters (virtual sites of the same truth model, Pearson r; "
                           "log10 for alpha and Ks)"), ("table", corr)]
+    if not fi_rows.empty:
+        blocks += [("h2", f"Permutation feature importance (FI = loss with the input shuffled across samples / "
+                          f"loss; mean of {cfg.importance_repeats} seeds; near 1: the SPTF ignores it)"),
+                   ("table", summarize_importance(fi_rows))]
+    if not len_summary.empty:
+        blocks += [("h2", f"Input-length sensitivity (the SPTF reads a random window of the historical year; "
+                          f"mean of {cfg.length_windows} windows)"), ("table", len_summary)]
     blocks += [("h2", "Figures")] + [("img", f) for f in figs if f]
     blocks += [("h2", "Notes"), ("list", notes)]
     md, ht = _render(blocks)
@@ -480,12 +557,17 @@ def evaluate_run(config, progress=print) -> dict:
     put(SUMMARY_FILE, summary.to_csv(index=False).encode())
     if not corr.empty:
         put(PARAM_CORR_FILE, corr.to_csv(index=False).encode())
+    if not fi_rows.empty:
+        put(IMPORTANCE_FILE, fi_rows.to_csv(index=False).encode())
+    if not len_rows.empty:
+        put(INPUT_LENGTH_FILE, len_rows.to_csv(index=False).encode())
     put(REPORT_MD, md.encode())
     put(REPORT_HTML, ht.encode())
     _write_eval_manifest(out, files)
     progress(f"evaluate: {len(series['method'].unique())} methods, {len(per)} site-years scored in "
              f"{time.time() - t0:.0f} s -> {storage.join(out, REPORT_MD)}")
-    return {"summary": summary, "site": per, "notes": notes, "files": files, "correlation": corr}
+    return {"summary": summary, "site": per, "notes": notes, "files": files, "correlation": corr,
+            "importance": fi_rows, "input_length": len_summary}
 
 
 EVAL_MANIFEST = "evaluate.manifest.json"
