@@ -1,4 +1,4 @@
-"""Site inversion wall time and accuracy on virtual sites, with the numba solver as forward model.
+"""Site inversion wall time and accuracy on virtual sites: numba solver vs surrogate forward model.
 
 Generates --sites synthetic sites (two 365-day years each; truth model alternating VGM and
 FXW-M3 with random Table 1 parameters; simple seasonal weather with a frozen winter; SWC
@@ -7,19 +7,42 @@ model through `run_inversion` (calibrate on the historical year, score on the ta
 and prints wall time, time per site-model, the extrapolation to --extrapolate sites (the
 paper's 179 test sites), and target-year NSE/RMSE.
 
-Target (exit 1 when missed): the median target-year NSE of the truth model's inversion
-is >= 0.8 and its median calibration RMSE <= 0.01 (noise-free synthetic sites are fit by the
-model that made them; a lower value means the search or the objective is broken).
+Surrogate path (--surrogate BUNDLE, repeatable or a pipeline run dir; or --train-surrogate,
+which runs `run_pipeline(..., stop_after="surrogate")` on configs/quickstart.yaml into
+OUT/pipeline): the same sites, budget and seeds, each model inverted on its own surrogate bundle;
+the parameters found are then scored on the target year by the solver (`score_on_eval_year`),
+the honest score, beside what the surrogate itself predicted (run_inversion's scores).
 
-The surrogate forward model (issue 6) does not exist yet: give --surrogate BUNDLE to time it
-once it does; without it the surrogate path is reported as pending.
+Targets (exit 1 when missed): solver path: the median target-year NSE of the truth model's
+inversion is >= 0.8 and its median calibration RMSE <= 0.01 (noise-free synthetic sites are fit
+by the model that made them). Surrogate path: finite scores and a per-inversion speed-up > 1 over
+the solver path only; its accuracy is reported, not targeted (a quickstart-scale surrogate,
+10 epochs on 384 simulations, is not accurate).
 
-Measured here (2 shared cores, in-process, `--sites 10 --max-evals 500 --n-complexes 2`):
+Measured here, earlier run (before the solver fix 83d364e; 2 shared cores, in-process,
+`--sites 10 --max-evals 500 --n-complexes 2`), solver path:
 459 s wall = 45.9 s/site for VGM + FXW-M3 (22.9 s per inversion, ~46 ms per evaluation);
 extrapolated 2.3 h for 179 sites at that budget (about 4x that at the default 2,000 evaluations).
 Truth-model median target-year NSE 0.999 (VGM) / 1.000 (FXW), RMSE 0.0004 / 0.0009; the other
 model: NSE 0.99 (VGM fitting FXW sites) / 0.47 (FXW fitting VGM sites). Simulations that did not
 converge, scored +inf: VGM 153 of 4,997 (3.1 %), FXW 3 of 4,995.
+
+Measured here, this run (2 cores shared with a CI run and another Ray job, load 2-27, nice 10):
+`benchmarks/inversion.py --sites 4 --max-evals 200 --n-complexes 2 --train-surrogate --out DIR`
+- --train-surrogate: network 255 s, dataset 55 s, surrogate-vgm 319 s, surrogate-fxw 304 s
+  (969 s in all; final val_rmse ~0.10 in the training log).
+- solver path: did NOT finish. The first inversion (site S0000, VGM) was still inside one
+  SCE-UA run after 25 min (py-spy: in `simulate`), against ~50-150 ms for a batch of 2 random
+  parameter sets on the same weather; some parameter set seems to run the solver to its
+  step limit (max_steps 5e6) after 83d364e. The run was stopped; no solver-path figures.
+- surrogate path (`surrogate_path` on the same 4 sites and settings, run separately while the
+  solver path hung): 157.7 s wall for 8 inversions, of which 146.6 s the first (torch start-up
+  under CPU contention) and 0.5-1.5 s each of the other 7 (2.5-7.5 ms per evaluation); solver
+  re-scoring of the 8 parameter sets 1.0 s. Calibration RMSE (on the surrogate) 0.013-0.025.
+  Target-year medians, surrogate-predicted: VGM NSE 0.69 / RMSE 0.0201, FXW NSE 0.44 / 0.0202.
+  Solver-scored: the solver failed (RMSE +inf, NSE -inf) on 3 of the 4 surrogate-calibrated VGM
+  parameter sets (the 4th: RMSE 0.0236); FXW RMSE 0.011-0.038 (truth-model sites 0.011, 0.021).
+  So at this scale the "finite" surrogate target is missed for VGM.
 """
 from __future__ import annotations
 
