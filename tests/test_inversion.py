@@ -12,9 +12,11 @@ import pytest
 
 from sptf_ray import storage
 from sptf_ray.inverse.job import InvertConfig, run_inversion, site_file
-from sptf_ray.inverse.site import (SCEUASettings, SiteYear, SolverForward, frozen_mask, invert_year, make_forward,
-                                   masked_mse, nse, rmse, site_years, validate_site)
+from sptf_ray.inverse.site import (SCEUASettings, SiteYear, SolverForward, frozen_mask, invert_site, invert_year,
+                                   make_forward, masked_mse, nse, rmse, score_on_eval_year, site_years,
+                                   validate_site)
 from sptf_ray.inverse.synthetic import synthetic_dataset, synthetic_site
+from sptf_ray.physics.parameters import PARAM_NAMES
 
 TRUE_FXW = np.array([0.39, 0.02, 2.2, 0.9, 60.0, -600.0])  # theta_s, alpha, n, m, Ks, H50
 
@@ -86,6 +88,26 @@ def test_non_converging_simulations_score_inf_and_are_counted(known_site):
 
     res = invert_year("vgm", known_site[2001], known_site[2002], Flaky(), SCEUASettings(**FAST))
     assert 7 <= res.n_failed <= res.n_evals // 2 + 2 and np.isfinite(res.objective)
+
+
+def test_rescoring_with_another_forward_model(known_site):
+    # What the benchmark does for surrogate-calibrated parameters: re-simulate the eval year.
+    table = invert_site("K", known_site, SolverForward(), models=("fxw", "vgm"), settings=SCEUASettings(**FAST))
+    same = score_on_eval_year(table, {"K": known_site}, SolverForward())
+    np.testing.assert_allclose(same[["nse", "rmse"]], table[["nse", "rmse"]], rtol=1e-12)
+
+    class Offset:  # the solver plus a constant bias of 0.01 on every day
+        name = "offset"
+
+        def simulate_batch(self, model, params, precip, pet, lai):
+            return SolverForward().simulate_batch(model, params, precip, pet, lai) + 0.01
+
+    biased = score_on_eval_year(table, {"K": known_site}, Offset())
+    target = known_site[2002]
+    sim = SolverForward().simulate_batch("fxw", table.loc[[0], list(PARAM_NAMES["fxw"])].to_numpy(), target.precip,
+                                         target.pet, target.lai)[0] + 0.01
+    assert biased.loc[0, "rmse"] == pytest.approx(rmse(sim, target.swc, target.mask))
+    assert (biased["nse"] != table["nse"]).all() and table["forward"].eq("solver").all()
 
 
 # ------------------------------------------------------------------------------ input errors

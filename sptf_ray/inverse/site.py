@@ -12,7 +12,9 @@ Protocol (DESIGN.md section 0):
   *calibration* year) (for "historical", the historical year: never the target year), and the
   search runs in unit space (log10 for alpha and Ks, `ParameterSpace.to_unit`);
 - the forward model is pluggable (`ForwardModel`): the numba solver (`SolverForward`, exact)
-  now, the torch surrogate later; a simulation that does not converge (any non-finite day)
+  or the torch surrogate (`sptf_ray.models.forward.SurrogateForward`); `score_on_eval_year`
+  re-scores results with another forward model (the solver, for surrogate-calibrated
+  parameters); a simulation that does not converge (any non-finite day)
   scores +inf and is counted in ``n_failed``.
 
 Nothing here imports Ray or torch.
@@ -329,6 +331,25 @@ def invert_site(site_id: str, years: dict[int, SiteYear], forward: ForwardModel,
                                 min_valid_days=min_valid_days)
                 rows.append(r.to_row())
     return results_frame(rows)
+
+
+def score_on_eval_year(table: pd.DataFrame, sites: dict[str, dict[int, SiteYear]],
+                       forward: ForwardModel) -> pd.DataFrame:
+    """`table`'s NSE and RMSE recomputed by simulating each row's parameters on its eval year with
+    `forward` (same metrics and frozen mask as `invert_year`).
+
+    For a surrogate-calibrated inversion this is the honest score: the parameters must reproduce
+    the real model (the solver), not just the surrogate that was searched. Returns a copy of `table`.
+    """
+    out = table.copy()
+    for model, rows in table.groupby("model", sort=False):
+        years = [sites[str(s)][int(y)] for s, y in zip(rows["site_id"], rows["eval_year"])]
+        params = rows[list(PARAM_NAMES[str(model)])].to_numpy(np.float64)
+        forcing = {k: np.stack([getattr(y, k) for y in years]) for k in ("precip", "pet", "lai")}
+        sims = forward.simulate_batch(str(model), params, forcing["precip"], forcing["pet"], forcing["lai"])
+        out.loc[rows.index, "nse"] = [nse(s, y.swc, y.mask) for s, y in zip(sims, years)]
+        out.loc[rows.index, "rmse"] = [rmse(s, y.swc, y.mask) for s, y in zip(sims, years)]
+    return out
 
 
 def validate_site(site_id: str, years: dict[int, SiteYear], samples: str = "all", min_valid_days: int = 30) -> None:
