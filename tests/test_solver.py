@@ -215,17 +215,18 @@ def _check_random(model, n, seed, max_failures):
 
 
 # Failure thresholds: measured on these seeds, plus a small margin, so that any regression
-# shows. Measured (max_steps 50,000): 1,000 sets: VGM 211 failed, FXW-M3 11;
-# 200 sets (seed 7): VGM 41, FXW-M3 3. VGM failures are n > 4 (34 %; 50 % for n 6-8, more at high alpha) and
-# n < 1.2 with low Ks; FXW-M3 failures are n 2.4-5.8 with alpha < 0.011.
+# shows. Measured (max_steps 50,000), since two-cycling Picard iterates are bisected:
+# 1,000 sets: VGM 11 failed (was 211), FXW-M3 9 (was 11); 200 sets (seed 7): VGM 0 (was 41),
+# FXW-M3 1 (was 3). What remains: VGM with n < 1.5 and low Ks under storms (8 of the 21 sets
+# with n < 1.2), FXW-M3 with n 2-6 and alpha < 0.011.
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SPTF_RUN_SLOW") != "1", reason="~90 s per model on 2 cores: SPTF_RUN_SLOW=1")
-@pytest.mark.parametrize("model, max_failures", [("vgm", 225), ("fxw", 16)])
+@pytest.mark.parametrize("model, max_failures", [("vgm", 15), ("fxw", 13)])
 def test_random_parameters_1000(model, max_failures):
     _check_random(model, 1000, seed=20260, max_failures=max_failures)
 
 
-@pytest.mark.parametrize("model, max_failures", [("vgm", 50), ("fxw", 6)])
+@pytest.mark.parametrize("model, max_failures", [("vgm", 2), ("fxw", 3)])
 def test_random_parameters_200(model, max_failures):
     _check_random(model, 200, seed=7, max_failures=max_failures)
 

@@ -41,7 +41,7 @@ _HEAD_DRY = 2  # surface held at hA: evaporation is limited by the soil
 STATUS_OK = 0
 STATUS_BELOW_DT_MIN = 1  # needed steps below dt_min to converge (result valid)
 STATUS_FAILED = 2  # no convergence even at the step floor: days after the failure are NaN
-STATUS_STEP_LIMIT = 4  # max_steps exhausted: days after that are NaN
+STATUS_STEP_LIMIT = 4  # step budget (max_steps, max_steps_per_day) exhausted: days after that are NaN
 
 # Indices into the per-day flux output.
 DAILY_FLUXES = ("infiltration", "runoff", "evaporation", "transpiration", "drainage")
@@ -84,6 +84,9 @@ class SolverConfig:
     iter_shrink: int = 7  # shrink after at least this many
     dtheta_max: float = 0.02  # largest water-content change per step at any node
     max_steps: int = 5_000_000
+    # A run crawling at tiny steps is cut after this many steps per simulated day on average
+    # (HYDRUS-1D takes 5-26); unbounded, one parameter set could hold an inversion for minutes.
+    max_steps_per_day: int = 300
 
     def __post_init__(self):
         object.__setattr__(self, "obs_depths", tuple(float(d) for d in np.atleast_1d(self.obs_depths)))
@@ -114,6 +117,8 @@ class SolverConfig:
             raise ValueError(f"bottom must be 'free_drainage' or 'head', got {self.bottom!r}")
         if not (self.max_iter >= 2 and self.iter_grow < self.iter_shrink <= self.max_iter):
             raise ValueError("need 2 <= max_iter and iter_grow < iter_shrink <= max_iter")
+        if self.max_steps < 1 or self.max_steps_per_day < 1:
+            raise ValueError("max_steps and max_steps_per_day must be >= 1")
         if not (self.dt_grow >= 1.0 and 0 < self.dt_shrink < 1.0):
             raise ValueError("need dt_grow >= 1 and 0 < dt_shrink < 1")
 
@@ -260,7 +265,7 @@ def _evaluate_nodes(code, d, h, theta, k, cap, tabs, meta):
 
 @njit(cache=True)
 def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
-            h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes):
+            h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes, dh_prev):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
     Returns (converged, iterations, mode). On success h/th/k/cap hold the new state and
@@ -278,6 +283,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
     switches = 0
     outside = 0
     it = 0
+    dh_prev[:] = 0.0
     while it < max_iter:
         it += 1
         # Root uptake lagged by one iterate (implicit at convergence).
@@ -375,6 +381,20 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
             elif h_i > h_high:
                 h_i = h_high
                 damped = True
+            # Where theta(h) is a near-step (large n), C is ~0 on both flat sides and the
+            # update (theta* - theta(h))/C jumps from one side to the other and back: a
+            # two-cycle that no time step breaks. An iterate that lands back within a
+            # quarter of its own size of the one before last is bisected (in ln|h| while
+            # unsaturated), which brackets the root like a safeguarded Newton method;
+            # ordinary alternating iterates shrink and are left alone.
+            dh = h_i - h_old
+            if dh * dh_prev[i] < 0.0 and abs(dh + dh_prev[i]) < 0.25 * abs(dh) and abs(dh) > 1e-3 * (1.0 + abs(h_old)):
+                if h_i < 0.0 and h_old < 0.0:
+                    h_i = -math.sqrt(h_i * h_old)
+                else:
+                    h_i = 0.5 * (h_i + h_old)
+                damped = True
+            dh_prev[i] = h_i - h_old
             h_new[i] = h_i
         # New state and the fluxes applied in this iterate (lagged K, new heads).
         converged = not damped
@@ -493,7 +513,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     # th_n: conserved storage at the start of the step; th_h_n: theta(h_n) there.
     h_n, th_n, th_h_n, k_n, cap_n = h.copy(), th.copy(), th.copy(), k.copy(), cap.copy()
     lower, diag, upper, rhs = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
-    h_new, work, sink, th_cons = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    h_new, work, sink, th_cons, dh_prev = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     fluxes = np.zeros(3)
     obs = np.empty(obs_idx.shape[0])
 
@@ -538,7 +558,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
             while True:
                 ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
                                            h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink,
-                                           th_cons, fluxes)
+                                           th_cons, fluxes, dh_prev)
                 iters += it
                 if ok:
                     break
@@ -643,9 +663,13 @@ def _simulate_batch(code, params, precip, pet, lai, depths, h_init, obs_idx, obs
 
 
 # --------------------------------------------------------------------------- public API
-def _config_arrays(cfg: SolverConfig):
+def _step_budget(cfg: SolverConfig, n_days: int) -> int:
+    return int(min(cfg.max_steps, cfg.max_steps_per_day * max(n_days, 1)))
+
+
+def _config_arrays(cfg: SolverConfig, n_days: int):
     cfg_i = np.array([cfg.max_iter, 1 if cfg.bottom == "head" else 0, cfg.iter_grow, cfg.iter_shrink,
-                      cfg.max_steps, cfg.relax_after, cfg.table_points], dtype=np.int64)
+                      _step_budget(cfg, n_days), cfg.relax_after, cfg.table_points], dtype=np.int64)
     cfg_f = np.array([cfg.theta_tol, cfg.head_tol, cfg.capacity_floor, cfg.surface_head_max, cfg.surface_head_min,
                       cfg.uptake_exponent, cfg.bottom_head, cfg.root_depth, cfg.extinction_coef, cfg.dt_init,
                       cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max], dtype=np.float64)
@@ -686,7 +710,7 @@ def simulate(model, params, precip, pet, lai, config: SolverConfig | None = None
     h_init = check_initial_head(initial_head, cfg, params.shape[0], depths.shape[0])
     n_sims, n_days = precip.shape
     obs_idx, obs_w = _observation_points(cfg, depths)
-    cfg_i, cfg_f = _config_arrays(cfg)
+    cfg_i, cfg_f = _config_arrays(cfg, n_days)
     out_swc = np.empty((n_sims, n_days, len(cfg.obs_depths)))
     out_daily = np.empty((n_sims, n_days, len(DAILY_FLUXES)))
     out_stats = np.zeros((n_sims, _N_STATS))
@@ -711,7 +735,7 @@ def _make_result(cfg, out_swc, out_daily, out_stats, out_h, pet, lai):
     messages = []
     for b in np.flatnonzero(status & (STATUS_FAILED | STATUS_STEP_LIMIT)):
         why = ("no convergence even at a time step of 1e-10 d" if status[b] & STATUS_FAILED
-               else f"more than {cfg.max_steps} time steps")
+               else f"more than {_step_budget(cfg, out_swc.shape[1])} time steps")
         messages.append(f"simulation {b}: {why} on day {failed_day[b] + 1}; later days are NaN")
     return SimulationResult(
         swc=out_swc[:, :, 0],
