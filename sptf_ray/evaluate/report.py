@@ -332,6 +332,12 @@ def _timeseries_figure(series: pd.DataFrame, keys: list) -> bytes:
     return _fig_bytes(fig)
 
 
+def _grouped(n_items: int, k: int, n_groups: int) -> tuple[np.ndarray, float]:
+    """x positions of group k's boxes or bars beside the other groups' at each item, and their width."""
+    width = 0.8 / n_groups
+    return np.arange(n_items) + (k - (n_groups - 1) / 2) * width, width
+
+
 def _class_figure(per: pd.DataFrame, static: pd.DataFrame, column: str) -> bytes | None:
     from sptf_ray.plotting import _pyplot
 
@@ -344,11 +350,10 @@ def _class_figure(per: pd.DataFrame, static: pd.DataFrame, column: str) -> bytes
     classes = sorted(s[column].dropna().astype(str).unique())
     methods = sorted(s["method"].unique())
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(classes) * max(1, len(methods)) / 2), 4), layout="constrained")
-    width = 0.8 / len(methods)
     for k, method in enumerate(methods):
         data = [s[(s["method"] == method) & (s[column].astype(str) == c)]["nse"].clip(lower=-1).to_numpy()
                 for c in classes]
-        pos = np.arange(len(classes)) + (k - (len(methods) - 1) / 2) * width
+        pos, width = _grouped(len(classes), k, len(methods))
         bp = ax.boxplot([d if len(d) else [np.nan] for d in data], positions=pos, widths=width * 0.9,
                         patch_artist=True, showfliers=False)
         for box in bp["boxes"]:
@@ -370,12 +375,13 @@ def _importance_figure(rows: pd.DataFrame) -> bytes | None:
     groups = sorted(rows.groupby(["method", "split"]).groups)
     feats = [f for f in FEATURES if f in set(rows["feature"])]
     fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(feats) * max(1, len(groups)) / 2), 3.8), layout="constrained")
-    width = 0.8 / len(groups)
     for k, (method, split) in enumerate(groups):
         g = rows[(rows["method"] == method) & (rows["split"] == split)].groupby("feature")["fi"]
         mean, sd = g.mean().reindex(feats), g.std(ddof=0).reindex(feats)
-        pos = np.arange(len(feats)) + (k - (len(groups) - 1) / 2) * width
-        ax.bar(pos, mean, width * 0.9, yerr=sd, capsize=2, label=f"{method} {split}", color=plt.cm.tab10(k % 10))
+        pos, width = _grouped(len(feats), k, len(groups))
+        # bars grow from FI = 1 (no effect), so a small importance is not lost against a 0 baseline
+        ax.bar(pos, mean - 1.0, width * 0.9, bottom=1.0, yerr=sd, capsize=2, label=f"{method} {split}",
+               color=plt.cm.tab10(k % 10))
     ax.axhline(1.0, color="k", lw=0.8, ls="--")
     ax.set_xticks(np.arange(len(feats)), feats, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("FI = loss permuted / loss")

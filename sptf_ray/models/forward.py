@@ -49,6 +49,6 @@ class SurrogateForward:
         for start in range(0, len(params), self.batch_size):
             sl = slice(start, start + self.batch_size)
             p = torch.from_numpy(unit[sl]).to(self.device)
-            f = self.forcing_norm(torch.from_numpy(np.ascontiguousarray(forcing[sl])).to(self.device))
+            f = self.forcing_norm(torch.from_numpy(np.array(forcing[sl], dtype=np.float32)).to(self.device))  # a copy: broadcast views are read-only
             out[sl] = self.net(p, f).double().cpu().numpy()
         return out
