@@ -27,22 +27,18 @@ Truth-model median target-year NSE 0.999 (VGM) / 1.000 (FXW), RMSE 0.0004 / 0.00
 model: NSE 0.99 (VGM fitting FXW sites) / 0.47 (FXW fitting VGM sites). Simulations that did not
 converge, scored +inf: VGM 153 of 4,997 (3.1 %), FXW 3 of 4,995.
 
-Measured here, this run (2 cores shared with a CI run and another Ray job, load 2-27, nice 10):
-`benchmarks/inversion.py --sites 4 --max-evals 200 --n-complexes 2 --train-surrogate --out DIR`
-- --train-surrogate: network 255 s, dataset 55 s, surrogate-vgm 319 s, surrogate-fxw 304 s
-  (969 s in all; final val_rmse ~0.10 in the training log).
-- solver path: did NOT finish. The first inversion (site S0000, VGM) was still inside one
-  SCE-UA run after 25 min (py-spy: in `simulate`), against ~50-150 ms for a batch of 2 random
-  parameter sets on the same weather; some parameter set seems to run the solver to its
-  step limit (max_steps 5e6) after 83d364e. The run was stopped; no solver-path figures.
-- surrogate path (`surrogate_path` on the same 4 sites and settings, run separately while the
-  solver path hung): 157.7 s wall for 8 inversions, of which 146.6 s the first (torch start-up
-  under CPU contention) and 0.5-1.5 s each of the other 7 (2.5-7.5 ms per evaluation); solver
-  re-scoring of the 8 parameter sets 1.0 s. Calibration RMSE (on the surrogate) 0.013-0.025.
-  Target-year medians, surrogate-predicted: VGM NSE 0.69 / RMSE 0.0201, FXW NSE 0.44 / 0.0202.
-  Solver-scored: the solver failed (RMSE +inf, NSE -inf) on 3 of the 4 surrogate-calibrated VGM
-  parameter sets (the 4th: RMSE 0.0236); FXW RMSE 0.011-0.038 (truth-model sites 0.011, 0.021).
-  So at this scale the "finite" surrogate target is missed for VGM.
+Measured here, 2026-12-03, after the solver's two-cycle bisection and step budget (2 cores
+shared with a CI run; quickstart-scale surrogates, val RMSE ~0.10, trained by --train-surrogate
+in 969 s): `--sites 6 --max-evals 300 --n-complexes 2 --surrogate RUN_DIR`:
+- solver path: 127 s wall = 21.2 s/site for VGM + FXW-M3 (10.6 s per inversion); 1.06 h
+  extrapolated to 179 sites; 5 non-converged simulations (+inf) in all. Target-year median
+  NSE / RMSE, truth model: VGM 0.997 / 0.0013, FXW 0.999 / 0.0018; other model: 0.97 / 0.77.
+- surrogate path: 18.1 s wall = 3.0 s/site (7.0x faster per inversion); 0.15 h for 179 sites.
+  Solver-scored target-year median NSE, truth model: VGM -5.4, FXW 0.82 (the surrogate itself
+  predicted 0.58 / 0.88): a quickstart surrogate is too coarse to calibrate on; a surrogate
+  of benchmark scale (validation MSE ~1e-4) is what this path needs.
+- Before the solver fix (same command with --sites 4 --max-evals 200) the solver path hung for
+  25 min inside one simulation that crawled towards max_steps 5e6.
 """
 from __future__ import annotations
 
