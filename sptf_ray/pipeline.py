@@ -260,10 +260,12 @@ def _ensure_ray(cfg: RayInit) -> bool:
     if cfg.address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=cfg.address)  # None: RAY_ADDRESS (e.g. inside `ray job submit`)
     else:
-        kwargs = {"num_cpus": cfg.num_cpus, "include_dashboard": False}
+        # The dashboard (on 127.0.0.1) is what Ray Train V2 cleans up through: without it every
+        # training run logs "Failed to query Ray Train Controller actor state" (RAY_NOTES).
+        kwargs = {"num_cpus": cfg.num_cpus, "include_dashboard": True}
         if cfg.object_store_memory_mb:
             kwargs["object_store_memory"] = cfg.object_store_memory_mb * 1024**2
-        ray.init(**kwargs)
+        ray.init("local", **kwargs)  # never a stale cluster left in RAY_TMPDIR
     return True
 
 
