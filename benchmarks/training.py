@@ -113,6 +113,7 @@ def surrogate_vs_solver(bundle_uri: str, model: str, params, forcing) -> dict:
     """RMSE of the surrogate against the solver over all days, same parameters and forcing."""
     import numpy as np
 
+    from sptf_ray.evaluate.metrics import rmse
     from sptf_ray.models.forward import SurrogateForward
     from sptf_ray.physics import simulate
 
@@ -121,9 +122,7 @@ def surrogate_vs_solver(bundle_uri: str, model: str, params, forcing) -> dict:
     solver = simulate(model, params, f[:, :, 0], f[:, :, 1], f[:, :, 2], raise_on_failure=False).swc
     sur = SurrogateForward(bundle_uri, device="cpu").simulate_batch(model, params, f[:, :, 0], f[:, :, 1], f[:, :, 2])
     ok = np.isfinite(solver).all(axis=1)  # a run the solver could not finish has no reference
-    err = sur[ok] - solver[ok]
-    return {"rmse": float(np.sqrt(np.mean(err**2))) if ok.any() else math.nan, "n": int(ok.sum()),
-            "clipped": n_clipped}
+    return {"rmse": rmse(solver[ok], sur[ok]), "n": int(ok.sum()), "clipped": n_clipped}
 
 
 def heldout_mse(bundle, dataset_uri: str) -> dict:

@@ -33,6 +33,7 @@ from sptf_ray import storage
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.data.network import NetworkConfig
 from sptf_ray.dataset.build import DatasetConfig
+from sptf_ray.evaluate.sensitivity import DEFAULT_LENGTHS
 from sptf_ray.inverse.job import RayOptions
 from sptf_ray.inverse.site import SCEUASettings
 from sptf_ray.training.ray_train import ScalingArgs
@@ -99,7 +100,7 @@ class EvaluateStage:
     rosetta: bool = True
     n_timeseries: int = 4
     importance_repeats: int = 10  # permutation feature importance seeds (paper: 100); 0 skips it
-    input_lengths: list[int] = field(default_factory=lambda: [10, 20, 40, 60, 90, 120, 180, 270, 365])
+    input_lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
     length_windows: int = 10  # random windows per input length (paper: 10); [] lengths skips it
     device: str = "cpu"
 

@@ -6,6 +6,7 @@ import argparse
 
 def add_parser(subparsers) -> None:
     fmt = argparse.ArgumentDefaultsHelpFormatter
+    from sptf_ray.evaluate.sensitivity import DEFAULT_LENGTHS
     from sptf_ray.pipeline import STAGES
 
     p = subparsers.add_parser("run", help="every stage (network -> dataset -> surrogate -> SPTF -> predict -> "
@@ -24,7 +25,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-rosetta", action="store_true", help="skip the Rosetta-3 baseline")
     p.add_argument("--importance-repeats", type=int, default=10,
                    help="seeds of permutation feature importance (paper: 100); 0 skips it")
-    p.add_argument("--input-lengths", default="10,20,40,60,90,120,180,270,365",
+    p.add_argument("--input-lengths", default=",".join(map(str, DEFAULT_LENGTHS)),
                    help="historical-input lengths (days) for the sensitivity analysis; '' skips it")
     p.add_argument("--length-windows", type=int, default=10, help="random windows per input length")
     p.add_argument("--device", default="cpu", help="torch device of the sensitivity analyses (cpu, cuda)")

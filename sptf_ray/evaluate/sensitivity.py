@@ -177,11 +177,10 @@ def analyse_predict_dirs(predict_dirs: dict, static: pd.DataFrame, daily: pd.Dat
 
 
 def summarize_importance(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean and SD of FI per input (rows) for each method and split (columns `<method> <split>`)."""
+    """Mean FI over the seeds per input (rows) for each method and split (columns `<method> <split>`)."""
     if rows.empty:
         return rows
-    g = rows.groupby(["method", "split", "feature"])["fi"]
-    t = pd.DataFrame({"fi_mean": g.mean(), "fi_sd": g.std(ddof=0)}).reset_index()
+    t = rows.groupby(["method", "split", "feature"])["fi"].mean().rename("fi_mean").reset_index()
     t["column"] = t["method"] + " " + t["split"]
     wide = t.pivot(index="feature", columns="column", values="fi_mean")
     order = [f for f in FEATURES if f in wide.index]
