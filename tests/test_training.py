@@ -97,6 +97,30 @@ def test_sptf_trains_through_frozen_surrogate(sptf_setup):
     assert np.isfinite(ev["loss"]) and ev["n"] == len(arrays)
 
 
+def test_validation_without_simulations_is_nan_not_zero():
+    assert np.isnan(evaluate_surrogate(Surrogate(SurrogateConfig(hidden_size=4)), iter([]))["mse"])
+
+
+def test_count_split_matches_the_hash_split(data):
+    from sptf_ray.training.data import count_split, sim_split
+
+    paths = shard_paths(data["shards"])
+    expected = int(np.sum(sim_split(np.arange(48), 3, 0.5, 0.1) == "val"))
+    assert 0 < expected < 48
+    assert count_split(paths, "vgm", "val", seed=3, val_fraction=0.5) == expected
+    assert count_split(paths, "fxw", "val", seed=3, val_fraction=0.5) == 0
+
+
+def test_surrogate_training_refuses_a_dataset_without_validation_sims(data, tmp_path):
+    from sptf_ray.training.data import count_split
+    from sptf_ray.training.ray_train import train_surrogate
+
+    assert count_split(shard_paths(data["shards"]), "vgm", "val", val_fraction=1e-6) == 0
+    with pytest.raises(ValueError, match="validation split"):
+        train_surrogate({"data": data["shards"], "storage_path": str(tmp_path), "name": "no-val", "epochs": 1,
+                         "val_fraction": 1e-6})
+
+
 # ------------------------------------------------------------------------------ Ray Train
 @pytest.fixture(scope="module")
 def ray_runs(ray_session, data, tmp_path_factory):

@@ -26,7 +26,7 @@ SHARD_COLUMNS = ["sim_id", "model", "params", "precip", "pet", "lai", "swc"]
 SURROGATE_FORCING_COLUMNS = ("precip", "pet", "lai")
 DAYS = 365
 
-__all__ = ["shard_paths", "sim_split", "SurrogateBatcher", "read_surrogate_arrays", "fit_forcing_normalizer",
+__all__ = ["shard_paths", "sim_split", "count_split", "SurrogateBatcher", "read_surrogate_arrays", "fit_forcing_normalizer",
            "iterate_batches", "SPTFArrays", "build_sptf_arrays", "fit_sptf_normalizers", "load_site_samples"]
 
 
@@ -129,6 +129,17 @@ def read_surrogate_arrays(paths, batcher: SurrogateBatcher) -> dict:
     """All rows of `paths` through `batcher`, concatenated (for small sets and the plain loops)."""
     parts = [batcher(_read_shard(p)) for p in paths]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def count_split(paths, model: str, split: str, seed: int = 0, val_fraction: float = 0.1,
+                test_fraction: float = 0.1) -> int:
+    """How many simulations of `model` fall in `split` (reads only sim_id and model)."""
+    total = 0
+    for p in paths:
+        t = _read_shard(p, columns=("sim_id", "model"))
+        mine = np.asarray(t.column("model").to_pylist()) == model
+        total += int(np.sum(sim_split(t.column("sim_id").to_numpy()[mine], seed, val_fraction, test_fraction) == split))
+    return total
 
 
 def fit_forcing_normalizer(paths, model: str, seed: int = 0, max_shards: int = 8) -> Normalizer:

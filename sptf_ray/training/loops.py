@@ -62,7 +62,7 @@ def train_surrogate_epoch(model: nn.Module, batches, optimizer, device="cpu", gr
 
 @torch.no_grad()
 def evaluate_surrogate(model: nn.Module, batches, device="cpu") -> dict:
-    """{'mse', 'rmse', 'n'} over every day of every sequence in `batches`."""
+    """{'mse', 'rmse', 'n'} over every day of every sequence in `batches` (NaN when there are none)."""
     model.eval()
     sq, count, n = 0.0, 0, 0
     for batch in batches:
@@ -71,7 +71,7 @@ def evaluate_surrogate(model: nn.Module, batches, device="cpu") -> dict:
         sq += torch.sum((pred - b["swc"].float()) ** 2).item()
         count += pred.numel()
         n += len(pred)
-    mse = sq / max(count, 1)
+    mse = sq / count if count else float("nan")  # no data is no score, never a perfect one
     return {"mse": mse, "rmse": mse ** 0.5, "n": n}
 
 

@@ -285,6 +285,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
 
     cfg = load_config(SurrogateTrainConfig, config)
     paths = shard_paths(cfg.data)
+    _require_validation_sims(cfg, paths)
     storage.makedirs(cfg.run_dir)
     save_config(cfg, storage.join(cfg.run_dir, CONFIG_FILE))
     norms = _run_dir_state(cfg, lambda: {"forcing": config_to_dict(
@@ -315,6 +316,16 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
     bundle = storage.join(cfg.run_dir, "bundle")
     write_bundle(bundle, "surrogate", model, {"forcing": forcing_norm}, config_to_dict(cfg), best)
     return TrainOutcome(cfg.run_dir, bundle, best, _read_metrics(cfg.run_dir))
+
+
+def _require_validation_sims(cfg, paths) -> None:
+    """The best checkpoint is chosen on validation MSE: without validation simulations there is none."""
+    from sptf_ray.training.data import count_split
+
+    n_val = count_split(paths, cfg.network.model, "val", cfg.seed, cfg.val_fraction, cfg.test_fraction)
+    if n_val == 0:
+        raise ValueError(f"surrogate dataset {cfg.data}: no {cfg.network.model} simulation falls in the validation "
+                         f"split (val_fraction={cfg.val_fraction}); build more simulations or raise val_fraction")
 
 
 def _run_config(cfg, score: str, label: str, callbacks=None):
