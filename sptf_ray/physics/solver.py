@@ -475,6 +475,39 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
 
 
 @njit(cache=True)
+def _spill_excess(th_cons, vol, th_sat):
+    """Move conserved water above saturation to the nearest nodes with room, downward first.
+
+    A step is accepted with the conserved content within theta_tol of theta(h), so a saturated
+    node can keep a little more water than theta(h) <= theta_s can ever hold. Left there, a later
+    step must expel it within dt through a zone with no capacity: the heads rise far beyond
+    hydrostatic and the step fails at any dt (fine soils with n near 1 failed so on their first
+    storm). In a saturated zone water moves through at once, so the excess belongs to the nearest
+    unsaturated node. Returns the water (cm) that no node had room for.
+    """
+    n = th_cons.shape[0]
+    carry = 0.0
+    for i in range(n):
+        carry = _exchange(th_cons, vol, th_sat, i, carry)
+    if carry > 0.0:
+        for i in range(n - 1, -1, -1):
+            carry = _exchange(th_cons, vol, th_sat, i, carry)
+    return carry
+
+
+@njit(cache=True, inline="always")
+def _exchange(th_cons, vol, th_sat, i, carry):
+    """Node i gives up its water above th_sat, or takes what it has room for; returns the carry."""
+    excess = (th_cons[i] - th_sat) * vol[i]
+    if excess > 0.0:
+        th_cons[i] = th_sat
+        return carry + excess
+    take = min(carry, -excess)
+    th_cons[i] += take / vol[i]
+    return carry - take
+
+
+@njit(cache=True)
 def _observe(th, obs_idx, obs_w, out):
     for j in range(obs_idx.shape[0]):
         i = obs_idx[j]
@@ -513,6 +546,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
         _build_tables(code, d, cfg_f[4], n_points, tabs[0], tabs[1], tabs[2], meta)
         meta[3] = 1.0
     _evaluate_nodes(code, d, h, th, k, cap, tabs, meta)
+    th_sat = _state(code, d, 0.0, False, tabs[0], tabs[1], tabs[2], meta)[0]
     # th_n: conserved storage at the start of the step; th_h_n: theta(h_n) there.
     h_n, th_n, th_h_n, k_n, cap_n = h.copy(), th.copy(), th.copy(), k.copy(), cap.copy()
     lower, diag, upper, rhs = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
@@ -618,6 +652,11 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 th_h_n[i] = th[i]
                 k_n[i] = k[i]
                 cap_n[i] = cap[i]
+            rejected = _spill_excess(th_n, vol, th_sat)
+            if rejected > 0.0:  # it infiltrated in this step's balance: it runs off instead
+                sum_in -= rejected
+                out_daily[day, 0] -= rejected
+                out_daily[day, 1] += rejected
             t = t_end if truncated else t + dt_step
             base = max(dt, dt_step) if truncated else dt_step
             if it <= iter_grow:
