@@ -53,6 +53,15 @@ def sim_split(sim_id, seed: int = 0, val_fraction: float = 0.1, test_fraction: f
     return np.where(u < val_fraction, "val", np.where(u < val_fraction + test_fraction, "test", "train"))
 
 
+def split_mask(table: pa.Table, model: str, split: str | None, seed: int = 0, val_fraction: float = 0.1,
+               test_fraction: float = 0.1) -> np.ndarray:
+    """Rows of `table` (columns sim_id, model) that belong to `model` and `split` (None: every split)."""
+    keep = np.asarray(table.column("model").to_pylist()) == model
+    if split is not None:
+        keep &= sim_split(table.column("sim_id").to_numpy(), seed, val_fraction, test_fraction) == split
+    return keep
+
+
 def _list_column(col, width: int | None, name: str) -> np.ndarray:
     """A (fixed-size) list column -> (B, L) float32 (every row must have the same length)."""
     if isinstance(col, pa.ChunkedArray):
@@ -87,10 +96,7 @@ class SurrogateBatcher:
 
     def __call__(self, batch) -> dict:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_pandas(batch, preserve_index=False)
-        sim_id = table.column("sim_id").to_numpy()
-        keep = np.asarray(table.column("model").to_pylist()) == self.model
-        if self.split is not None:
-            keep &= sim_split(sim_id, self.seed, self.val_fraction, self.test_fraction) == self.split
+        keep = split_mask(table, self.model, self.split, self.seed, self.val_fraction, self.test_fraction)
         table = table.filter(pa.array(keep))
         params = _list_column(table.column("params"), 6, "params")
         forcing = np.stack([_list_column(table.column(c), None, c) for c in SURROGATE_FORCING_COLUMNS], axis=-1)
@@ -134,12 +140,8 @@ def read_surrogate_arrays(paths, batcher: SurrogateBatcher) -> dict:
 def count_split(paths, model: str, split: str, seed: int = 0, val_fraction: float = 0.1,
                 test_fraction: float = 0.1) -> int:
     """How many simulations of `model` fall in `split` (reads only sim_id and model)."""
-    total = 0
-    for p in paths:
-        t = _read_shard(p, columns=("sim_id", "model"))
-        mine = np.asarray(t.column("model").to_pylist()) == model
-        total += int(np.sum(sim_split(t.column("sim_id").to_numpy()[mine], seed, val_fraction, test_fraction) == split))
-    return total
+    return sum(int(split_mask(_read_shard(p, columns=("sim_id", "model")), model, split, seed, val_fraction,
+                              test_fraction).sum()) for p in paths)
 
 
 def fit_forcing_normalizer(paths, model: str, seed: int = 0, max_shards: int = 8) -> Normalizer:
