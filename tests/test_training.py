@@ -154,18 +154,32 @@ def test_ray_train_surrogate_end_to_end(ray_runs):
     assert sur.best_metrics["val_mse"] == min(m["val_mse"] for m in sur.history)
 
 
-def test_ray_train_surrogate_streamed_trains_on_the_same_rows_as_materialized(ray_runs, data, tmp_path):
-    """materialize=True (the default) preprocesses the shards once; streaming them every epoch must
-    give the same run: same rows, same order, same metrics."""
-    from sptf_ray.training.ray_train import train_surrogate
+def test_materialized_surrogate_set_holds_the_rows_streaming_gives(ray_session, data, surrogate_arrays):
+    """materialize=True (the default) preprocesses the shards once; it must hold exactly the rows,
+    in the same order, that streaming the shards every epoch gives."""
+    from sptf_ray import storage
+    from sptf_ray.training.ray_train import _shard_dataset
 
-    streamed = train_surrogate({"data": data["shards"], "storage_path": str(tmp_path), "name": "sur-stream",
-                                "epochs": 1, "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 12},
-                                "materialize": False, "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
-    (a,), (b,) = ray_runs["surrogate"].history, streamed.history
-    assert (a["n_train"], a["n_val"]) == (b["n_train"], b["n_val"])
-    assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
-    assert b["val_mse"] == pytest.approx(a["val_mse"], rel=1e-4)
+    paths = shard_paths(data["shards"])
+    fs, _ = storage.resolve(paths[0])
+    local = [storage.resolve(p)[1] for p in paths]
+    import ray.data
+
+    options = ray.data.DataContext.get_current().execution_options
+    keep, options.preserve_order = options.preserve_order, True  # as the trainer runs (preserve_order)
+    rows = {}
+    try:
+        for materialize in (True, False):
+            ds = _shard_dataset(local, SurrogateBatcher("vgm", surrogate_arrays[0], "train"), fs, materialize)
+            parts = list(ds.iter_batches(batch_format="numpy"))
+            rows[materialize] = {k: np.concatenate([p[k] for p in parts]) for k in ("sim_id", "params", "forcing", "swc")}
+    finally:
+        options.preserve_order = keep
+    expected = surrogate_arrays[1]["train"]
+    assert len(rows[True]["sim_id"]) == len(expected["sim_id"]) > 0
+    for k in rows[True]:
+        np.testing.assert_array_equal(rows[True][k], rows[False][k])
+    np.testing.assert_array_equal(np.sort(rows[True]["sim_id"]), np.sort(expected["sim_id"]))
 
 
 def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path):
