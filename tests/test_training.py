@@ -163,18 +163,11 @@ def test_materialized_surrogate_set_holds_the_rows_streaming_gives(ray_session, 
     paths = shard_paths(data["shards"])
     fs, _ = storage.resolve(paths[0])
     local = [storage.resolve(p)[1] for p in paths]
-    import ray.data
-
-    options = ray.data.DataContext.get_current().execution_options
-    keep, options.preserve_order = options.preserve_order, True  # as the trainer runs (preserve_order)
     rows = {}
-    try:
-        for materialize in (True, False):
-            ds = _shard_dataset(local, SurrogateBatcher("vgm", surrogate_arrays[0], "train"), fs, materialize)
-            parts = list(ds.iter_batches(batch_format="numpy"))
-            rows[materialize] = {k: np.concatenate([p[k] for p in parts]) for k in ("sim_id", "params", "forcing", "swc")}
-    finally:
-        options.preserve_order = keep
+    for materialize in (True, False):
+        ds = _shard_dataset(local, SurrogateBatcher("vgm", surrogate_arrays[0], "train"), fs, materialize)
+        parts = list(ds.iter_batches(batch_format="numpy"))
+        rows[materialize] = {k: np.concatenate([p[k] for p in parts]) for k in ("sim_id", "params", "forcing", "swc")}
     expected = surrogate_arrays[1]["train"]
     assert len(rows[True]["sim_id"]) == len(expected["sim_id"]) > 0
     for k in rows[True]:

@@ -239,12 +239,14 @@ def _surrogate_loop(config: dict) -> None:
         _report(metrics, rank, model, optimizer, epoch)
 
 
-def _shard_dataset(paths, batcher, filesystem, materialize: bool = True):
+def _shard_dataset(paths, batcher, filesystem, materialize: bool = True, preserve_order: bool = True):
     import ray.data
 
     ds = ray.data.read_parquet(paths, filesystem=filesystem).select_columns(
         ["sim_id", "model", "params", "precip", "pet", "lai", "swc"])
     ds = ds.map_batches(batcher, batch_format="pyarrow", zero_copy_batch=True)
+    # Materializing runs here, not under the trainer's DataConfig: the order is fixed now.
+    ds.context.execution_options.preserve_order = preserve_order
     return ds.materialize() if materialize else ds
 
 
@@ -309,7 +311,8 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
                                 cfg.test_fraction)
 
     def factory():
-        datasets = {split: _shard_dataset(local, batcher(split), fs, cfg.materialize) for split in ("train", "val")}
+        datasets = {split: _shard_dataset(local, batcher(split), fs, cfg.materialize, cfg.preserve_order)
+                    for split in ("train", "val")}
         return TorchTrainer(
             _surrogate_loop,
             train_loop_config={"cfg": config_to_dict(cfg)},
