@@ -104,13 +104,19 @@ def _vgm_state(d, h):
     if h >= 0.0:
         return theta_s, ks, 0.0
     log_x = n * math.log(alpha * -h)
-    x = math.exp(log_x)
-    log1p_x = math.log1p(x)
+    # log(1 + x) and log(x / (1 + x)) without forming x where it overflows (dry heads: x = inf
+    # made inf * 0 = NaN in C and K) or x / (1 + x) where it rounds to 1.
+    if log_x > 0.0:
+        log_ratio = -math.log1p(math.exp(-log_x))
+        log1p_x = log_x - log_ratio
+    else:
+        log1p_x = math.log1p(math.exp(log_x))
+        log_ratio = log_x - log1p_x
     se = math.exp(-m * log1p_x)
     theta = theta_r + (theta_s - theta_r) * se
-    cap = (theta_s - theta_r) * m * n * x * se / ((1.0 + x) * -h)
+    cap = (theta_s - theta_r) * m * n * math.exp(log_ratio) * se / -h
     # 1 - (1 - Se^(1/m))^m with 1 - Se^(1/m) = x / (1 + x), in log space.
-    mualem = -math.expm1(m * (log_x - log1p_x))
+    mualem = -math.expm1(m * log_ratio)
     k = ks * math.sqrt(se) * mualem * mualem
     return theta, k, cap
 
