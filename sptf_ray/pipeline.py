@@ -271,8 +271,12 @@ def _ensure_ray(cfg: RayInit) -> bool:
 
 
 # --------------------------------------------------------------------------- the pipeline
-def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop_after: Optional[str] = None) -> dict:
-    """Run (or resume) every stage of `config` under `out`. Returns {stage: "ran" | "skipped"}."""
+def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop_after: Optional[str] = None,
+                 replace_changed: bool = False) -> dict:
+    """Run (or resume) every stage of `config` under `out`. Returns {stage: "ran" | "skipped"}.
+
+    replace_changed: a stage output made with other settings is deleted and made again (and so is
+    everything downstream of it, whose settings hash includes it); default: refuse, naming it."""
     cfg = load_config(PipelineConfig, config)
     if stop_after is not None:
         cfg = dataclasses.replace(cfg, stop_after=stop_after)
@@ -291,17 +295,20 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     def stage(name: str, digest: str, done: Callable[[], bool], run: Callable[[], None], where: str,
               redo_on_change: bool = False) -> None:
         rec = state.get(name)
-        if done():
-            if rec.get("hash") == digest and rec.get("status") == "done":
-                progress(f"[run] {name}: skipped ({where} complete)")
-                actions[name] = "skipped"
-                return
-            if not redo_on_change:
-                raise ValueError(f"{where} holds a complete {name} output made with other settings (or not by this "
-                             f"pipeline); delete it or choose another --out")
-        if not redo_on_change and rec.get("hash") not in (None, digest) and storage.exists(where):
-            raise ValueError(f"{where} holds a partial {name} output started with other settings; delete it "
-                             "or choose another --out")
+        complete = done()
+        if complete and rec.get("hash") == digest and rec.get("status") == "done":
+            progress(f"[run] {name}: skipped ({where} complete)")
+            actions[name] = "skipped"
+            return
+        stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where))
+        if stale and not redo_on_change:
+            what = "a complete" if complete else "a partial"
+            made = "made with other settings (or not by this pipeline)" if complete else "started with other settings"
+            if not replace_changed:
+                raise ValueError(f"{where} holds {what} {name} output {made}; delete it, choose another --out, "
+                                 "or pass --replace-changed")
+            progress(f"[run] {name}: {where} holds {what} output {made}: deleting it (--replace-changed)")
+            storage.remove(where)
         progress(f"[run] {name}: running -> {where}")
         t0 = time.time()
         state.set(name, hash=digest, status="started")

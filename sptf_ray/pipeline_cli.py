@@ -14,6 +14,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("config", help="pipeline config (YAML/JSON, local path or URI), e.g. configs/quickstart.yaml")
     p.add_argument("--out", required=True, help="run directory (local path or URI); re-run to resume")
     p.add_argument("--stop-after", choices=STAGES, help="run the stages up to this one only")
+    p.add_argument("--replace-changed", action="store_true",
+                   help="delete and redo a stage whose output was made with other settings (and the stages after "
+                        "it); without it such a stage is an error")
     p.set_defaults(func=_run)
 
     p = subparsers.add_parser("evaluate", help="metrics, figures and report.md/html of a run directory",
@@ -35,7 +38,7 @@ def add_parser(subparsers) -> None:
 def _run(args) -> int:
     from sptf_ray.pipeline import run_pipeline
 
-    actions = run_pipeline(args.config, args.out, stop_after=args.stop_after)
+    actions = run_pipeline(args.config, args.out, stop_after=args.stop_after, replace_changed=args.replace_changed)
     print("[run] " + ", ".join(f"{k}: {v}" for k, v in actions.items()), flush=True)
     return 0
 

@@ -69,4 +69,13 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     changed = {**TINY, "dataset": {**TINY["dataset"], "seed": 5}}
     with pytest.raises(ValueError, match="other settings"):
         run_pipeline(changed, str(out), progress=log.append)
+    # ... unless asked: the changed stage and the stages after it are made again
+    old_shards = sorted(p.name for p in (out / "dataset").glob("*.parquet"))
+    fourth = run_pipeline(changed, str(out), progress=log.append, stop_after="surrogate", replace_changed=True)
+    assert fourth == {"network": "skipped", "dataset": "ran", "surrogate-vgm": "ran"}, fourth
+    assert any("deleting" in line and "dataset" in line for line in log)
+    assert sorted(p.name for p in (out / "dataset").glob("*.parquet")) == old_shards
+    assert "seed: 5" in (out / "dataset" / "config.yaml").read_text()
+    assert run_pipeline(changed, str(out), progress=log.append, stop_after="surrogate") == {
+        "network": "skipped", "dataset": "skipped", "surrogate-vgm": "skipped"}
     assert STAGES[0] == "network"
