@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from sptf_ray.inverse import SCEUAResult, sceua
+from sptf_ray.inverse import SCEUAResult, SCEUASearch, run_lockstep, sceua
 from sptf_ray.inverse.benchmark_functions import PROBLEMS, rosenbrock
 
 TOLERANCE = 1e-3
@@ -234,3 +234,49 @@ def test_module_is_pure_numpy():
         elif isinstance(node, ast.ImportFrom) and node.module:
             imported.add(node.module.split(".")[0])
     assert imported <= {"__future__", "dataclasses", "typing", "numpy"}
+
+
+# ------------------------------------------------------------------------ ask/tell, lockstep
+def test_lockstep_searches_each_find_what_they_find_alone():
+    gp, h6 = PROBLEMS["goldstein_price"], PROBLEMS["hartmann6"]
+    jobs = [(gp, 0), (h6, 1), (gp, 2)]  # different dimensions and run lengths in one lockstep
+    searches = [SCEUASearch(p.lower, p.upper, seed=s, max_evals=p.max_evals, n_complexes=p.n_complexes)
+                for p, s in jobs]
+    rounds = []
+
+    def evaluate_all(batches):
+        rounds.append(len(batches))
+        return [p.function(b) for (p, _), b in zip([j for j, s in zip(jobs, searches) if not s.done], batches)]
+
+    together = run_lockstep(searches, evaluate_all)
+    for (p, seed), got in zip(jobs, together):
+        alone = sceua(p.function, p.lower, p.upper, seed=seed, max_evals=p.max_evals, n_complexes=p.n_complexes)
+        np.testing.assert_array_equal(got.best_x, alone.best_x)
+        assert (got.best_f, got.n_evals, got.n_loops, got.reason) == (
+            alone.best_f, alone.n_evals, alone.n_loops, alone.reason)
+        np.testing.assert_array_equal(got.history, alone.history)
+    # every round serves all unfinished searches: 3 at first, fewer as they finish
+    assert rounds[0] == 3 and rounds == sorted(rounds, reverse=True) and rounds[-1] == 1
+    assert all(s.done for s in searches)
+
+
+def test_ask_tell_contract():
+    p = PROBLEMS["rosenbrock"]
+    search = SCEUASearch(p.lower, p.upper, seed=0, max_evals=200, n_complexes=2)
+    first = search.ask()
+    assert first.shape == (10, 2)
+    first[:] = 99.0  # the caller's copy: the search keeps its own points
+    assert np.all(search.ask() != 99.0)
+    with pytest.raises(ValueError, match="one value per row"):
+        search.tell(np.zeros(3))
+    search = SCEUASearch(p.lower, p.upper, seed=0, max_evals=200, n_complexes=2)
+    while not search.done:
+        search.tell(rosenbrock(search.ask()))
+    assert search.result.n_evals <= 200 and search.result.reason == "max_evals"
+    with pytest.raises(RuntimeError, match="done"):
+        search.ask()
+    with pytest.raises(RuntimeError, match="done"):
+        search.tell(np.zeros(1))
+    with pytest.raises(ValueError, match="2 value arrays for 1"):
+        run_lockstep([SCEUASearch(p.lower, p.upper, seed=0, max_evals=200, n_complexes=2)],
+                     lambda batches: [rosenbrock(batches[0])] * 2)

@@ -1,4 +1,4 @@
 """Inverse modelling: parameter estimation by global optimisation."""
-from sptf_ray.inverse.sceua import SCEUAProgress, SCEUAResult, sceua
+from sptf_ray.inverse.sceua import SCEUAProgress, SCEUAResult, SCEUASearch, run_lockstep, sceua
 
-__all__ = ["sceua", "SCEUAResult", "SCEUAProgress"]
+__all__ = ["sceua", "SCEUASearch", "run_lockstep", "SCEUAResult", "SCEUAProgress"]

@@ -107,11 +107,11 @@ class _BudgetExhausted(Exception):
     """Raised instead of calling the objective with more rows than the budget left."""
 
 
-class _CountingObjective:
-    """Evaluates batches, enforces the budget and the objective's contract."""
+class _Evaluations:
+    """Hands batches out (``yield``) and takes their values back; enforces the budget and
+    the objective's contract, and tracks the best point."""
 
-    def __init__(self, objective: Callable[[np.ndarray], np.ndarray], max_evals: int):
-        self._objective = objective
+    def __init__(self, max_evals: int):
         self.max_evals = max_evals
         self.n_evals = 0
         # Tracked here, not read off the population, so a point evaluated in a CCE
@@ -119,12 +119,13 @@ class _CountingObjective:
         self.best_x: Optional[np.ndarray] = None
         self.best_f = np.inf
 
-    def __call__(self, points: np.ndarray) -> np.ndarray:
+    def __call__(self, points: np.ndarray):
+        """Generator: ``values = yield from evaluate(points)``."""
         n_points = points.shape[0]
         if self.n_evals + n_points > self.max_evals:
             raise _BudgetExhausted
         # A copy, so an objective that scribbles on its input cannot corrupt the search.
-        values = self._objective(points.copy())
+        values = yield points.copy()
         self.n_evals += n_points
         values = _checked_values(values, n_points)
         best = int(np.argmin(values))
@@ -232,7 +233,7 @@ def _random_points(rng, complexes: np.ndarray, which: np.ndarray) -> np.ndarray:
 
 
 def _evolve_once(rng, complexes, complex_values, evaluate, lower, upper):
-    """One lockstep CCE step (alpha = 1) of every complex, in place."""
+    """One lockstep CCE step (alpha = 1) of every complex, in place (a generator of batches)."""
     n_complexes, m, n_params = complexes.shape
     rows = np.arange(n_complexes)
     positions = _select_subcomplexes(rng, n_complexes, m, n_params + 1)
@@ -244,16 +245,16 @@ def _evolve_once(rng, complexes, complex_values, evaluate, lower, upper):
     outside = np.any((candidate < lower) | (candidate > upper), axis=1)
     if outside.any():
         candidate[outside] = _random_points(rng, complexes, np.flatnonzero(outside))
-    candidate_f = evaluate(candidate)
+    candidate_f = yield from evaluate(candidate)
 
     failed = np.flatnonzero(candidate_f > worst_f)
     if failed.size:
         candidate[failed] = 0.5 * (worst[failed] + centroid[failed])
-        candidate_f[failed] = evaluate(candidate[failed])
+        candidate_f[failed] = yield from evaluate(candidate[failed])
         failed = failed[candidate_f[failed] > worst_f[failed]]
     if failed.size:
         candidate[failed] = _random_points(rng, complexes, failed)
-        candidate_f[failed] = evaluate(candidate[failed])
+        candidate_f[failed] = yield from evaluate(candidate[failed])
 
     complexes[rows, positions[:, -1]] = candidate
     complex_values[rows, positions[:, -1]] = candidate_f
@@ -295,19 +296,83 @@ def sceua(
     ``seed`` feeds ``numpy.random.default_rng``. ``callback``, if given, is called
     with an :class:`SCEUAProgress` after every shuffling loop.
     """
-    lower, upper = _validated_bounds(lower, upper)
+    search = SCEUASearch(lower, upper, seed=seed, max_evals=max_evals, n_complexes=n_complexes,
+                         kstop=kstop, pcento=pcento, peps=peps, x0=x0, callback=callback)
+    while not search.done:
+        search.tell(objective(search.ask()))
+    return search.result
+
+
+class SCEUASearch:
+    """SCE-UA as ask/tell: ``ask()`` gives the next batch of points, ``tell(values)`` takes
+    their objective values, until ``done``; then ``result``. Same arguments, rules and random
+    stream as :func:`sceua`, which is this driven by one objective; the caller owns the
+    evaluation, so many searches can share one batched forward call (:func:`run_lockstep`).
+    """
+
+    def __init__(self, lower, upper, *, seed, max_evals: int, n_complexes: int, kstop: int = 100,
+                 pcento: float = 1e-7, peps: float = 1e-7, x0=None,
+                 callback: Optional[Callable[[SCEUAProgress], None]] = None):
+        lower, upper = _validated_bounds(lower, upper)
+        m = 2 * lower.size + 1
+        population_size = _validated_settings(max_evals, n_complexes, kstop, pcento, peps, m)
+        start_points = _validated_x0(x0, lower, upper, population_size)
+        if seed is None:
+            raise ValueError("seed must be given (an int, SeedSequence or Generator) so runs repeat")
+        self.result: Optional[SCEUAResult] = None
+        self._steps = _search(np.random.default_rng(seed), lower, upper, n_complexes, population_size,
+                              start_points, _Evaluations(max_evals), kstop, pcento, peps, callback)
+        self._pending: Optional[np.ndarray] = None
+        self._advance(lambda: next(self._steps))
+
+    @property
+    def done(self) -> bool:
+        return self.result is not None
+
+    def ask(self) -> np.ndarray:
+        """The points to evaluate next, shape (P, n) (a copy: the caller may modify it)."""
+        if self.done:
+            raise RuntimeError("the search is done: read .result")
+        return self._pending.copy()
+
+    def tell(self, values) -> None:
+        """The objective's values for the points of the last ``ask()``, shape (P,)."""
+        if self.done:
+            raise RuntimeError("the search is done: read .result")
+        self._advance(lambda: self._steps.send(values))
+
+    def _advance(self, step) -> None:
+        try:
+            self._pending = step()
+        except StopIteration as stop:
+            self._pending, self.result = None, stop.value
+
+
+def run_lockstep(searches: list[SCEUASearch],
+                 evaluate_all: Callable[[list[np.ndarray]], list[np.ndarray]]) -> list[SCEUAResult]:
+    """Drive several searches together: each round, ``evaluate_all`` gets the asked batch of
+    every unfinished search (in ``searches`` order) and returns their values in that order.
+    Each search's result is what it would be alone (its random stream is its own)."""
+    while True:
+        active = [s for s in searches if not s.done]
+        if not active:
+            return [s.result for s in searches]
+        values = evaluate_all([s.ask() for s in active])
+        if len(values) != len(active):
+            raise ValueError(f"evaluate_all returned {len(values)} value arrays for {len(active)} batches")
+        for search, v in zip(active, values):
+            search.tell(v)
+
+
+def _search(rng, lower, upper, n_complexes, population_size, start_points, evaluate, kstop, pcento, peps,
+            callback):
+    """The SCE-UA run as a generator: yields batches, receives their values, returns the result."""
     n_params = lower.size
     m = 2 * n_params + 1
-    population_size = _validated_settings(max_evals, n_complexes, kstop, pcento, peps, m)
-    start_points = _validated_x0(x0, lower, upper, population_size)
-    if seed is None:
-        raise ValueError("seed must be given (an int, SeedSequence or Generator) so runs repeat")
-    rng = np.random.default_rng(seed)
-    evaluate = _CountingObjective(objective, max_evals)
-
     points = _uniform_in_box(rng, np.broadcast_to(lower, (population_size, n_params)), upper)
     points[: len(start_points)] = start_points
-    complexes, complex_values = _sorted_complexes(points, evaluate(points), n_complexes)
+    values = yield from evaluate(points)
+    complexes, complex_values = _sorted_complexes(points, values, n_complexes)
 
     history = [(evaluate.n_evals, evaluate.best_f)]
     best_per_loop: list[float] = []
@@ -317,7 +382,7 @@ def sceua(
         n_loops += 1
         try:
             for _ in range(m):
-                _evolve_once(rng, complexes, complex_values, evaluate, lower, upper)
+                yield from _evolve_once(rng, complexes, complex_values, evaluate, lower, upper)
         except _BudgetExhausted:
             reason = "max_evals"
         all_points = complexes.reshape(-1, n_params)
