@@ -88,6 +88,7 @@ class InversionStage:
     samples: str = "all"
     forward: str = "solver"
     sceua: SCEUASettings = field(default_factory=SCEUASettings)
+    sites_per_batch: int = 1  # sites inverted in lockstep per actor task (InvertConfig.sites_per_batch)
     ray: RayOptions = field(default_factory=RayOptions)
 
     def validate(self) -> None:
@@ -216,7 +217,7 @@ def _invert_config(cfg: PipelineConfig, layout: RunLayout, sites: list[str], dat
     return load_config(InvertConfig, {
         "data": data, "out": layout.inversion, "models": list(cfg.models), "modes": list(s.modes),
         "sites": sites, "max_sites": s.max_sites, "samples": s.samples, "forward": s.forward,
-        "sceua": config_to_dict(s.sceua), "ray": config_to_dict(s.ray)})
+        "sceua": config_to_dict(s.sceua), "sites_per_batch": s.sites_per_batch, "ray": config_to_dict(s.ray)})
 
 
 # --------------------------------------------------------------------------- state
@@ -234,7 +235,7 @@ class _State:
 
 
 # Settings that change how a stage runs, not what it produces: changing them never invalidates output.
-_EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task"})
+_EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task", "sites_per_batch"})
 
 
 def _hash(*parts) -> str:

@@ -12,7 +12,8 @@ import pytest
 
 from sptf_ray import storage
 from sptf_ray.inverse.job import InvertConfig, run_inversion, site_file
-from sptf_ray.inverse.site import (SCEUASettings, SiteYear, SolverForward, frozen_mask, invert_site, invert_year,
+from sptf_ray.inverse.site import (SCEUASettings, SiteYear, SolverForward, frozen_mask, invert_site, invert_sites,
+                                   invert_year,
                                    make_forward, masked_mse, nse, rmse, score_on_eval_year, site_years,
                                    validate_site)
 from sptf_ray.inverse.synthetic import synthetic_dataset, synthetic_site
@@ -110,6 +111,33 @@ def test_rescoring_with_another_forward_model(known_site):
     assert (biased["nse"] != table["nse"]).all() and table["forward"].eq("solver").all()
 
 
+class CountingSolver(SolverForward):
+    """The solver, counting forward calls and the rows they carry."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls, self.rows = 0, 0
+
+    def simulate_batch(self, model, params, precip, pet, lai):
+        self.calls += 1
+        self.rows += len(params)
+        return super().simulate_batch(model, params, precip, pet, lai)
+
+
+def test_sites_in_lockstep_share_forward_calls_and_get_their_lone_results(small_dataset):
+    daily = storage.read_parquet(os.path.join(small_dataset, "daily.parquet"))
+    sites = {sid: site_years(g, sid) for sid, g in daily.groupby(daily["site_id"].astype(str))}
+    settings = SCEUASettings(max_evals=60, n_complexes=1, seed=3)  # a few CCE rounds beyond the population
+    alone_forward, together_forward = CountingSolver(), CountingSolver()
+    alone = pd.concat([invert_site(sid, years, alone_forward, models=("fxw", "vgm"), settings=settings)
+                       for sid, years in sites.items()], ignore_index=True)
+    together = invert_sites(sites, together_forward, models=("fxw", "vgm"), settings=settings)
+    pd.testing.assert_frame_equal(together.drop(columns="seconds"), alone.drop(columns="seconds"))
+    assert together_forward.rows == alone_forward.rows  # the same simulations ...
+    assert together_forward.calls < alone_forward.calls / 2  # ... in far fewer, bigger calls
+    assert (together["seconds"] > 0).all()
+
+
 # ------------------------------------------------------------------------------ input errors
 def test_bad_inputs_raise_clear_errors(known_site, tmp_path):
     y = known_site[2001]
@@ -170,6 +198,16 @@ def test_stage_without_ray_resumes_and_refuses_other_configs(small_dataset, tmp_
 
     with pytest.raises(ValueError, match="different inversion config"):
         run_inversion({**cfg, "sceua": {"max_evals": 60, "n_complexes": 3}})
+
+    # Sites in batches of two (lockstep): the same results, one file per site, every site reported.
+    ran.clear()
+    batched = run_inversion({**cfg, "out": str(tmp_path / "batched"), "sites_per_batch": 2},
+                            on_site_done=lambda s, st: ran.append(s["site_id"]))
+    assert sorted(ran) == ["S0000", "S0001", "S0002"]
+    pd.testing.assert_frame_equal(batched.drop(columns="seconds"), table.drop(columns="seconds"))
+    assert all(os.path.exists(site_file(str(tmp_path / "batched"), sid)) for sid in ran)
+    with pytest.raises(ValueError, match="sites_per_batch"):
+        run_inversion({**cfg, "sites_per_batch": 0})
 
 
 def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):

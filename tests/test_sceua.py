@@ -244,9 +244,10 @@ def test_lockstep_searches_each_find_what_they_find_alone():
                 for p, s in jobs]
     rounds = []
 
-    def evaluate_all(batches):
+    def evaluate_all(indices, batches):
         rounds.append(len(batches))
-        return [p.function(b) for (p, _), b in zip([j for j, s in zip(jobs, searches) if not s.done], batches)]
+        assert all(not searches[i].done for i in indices)
+        return [jobs[i][0].function(b) for i, b in zip(indices, batches)]
 
     together = run_lockstep(searches, evaluate_all)
     for (p, seed), got in zip(jobs, together):
@@ -279,4 +280,4 @@ def test_ask_tell_contract():
         search.tell(np.zeros(1))
     with pytest.raises(ValueError, match="2 value arrays for 1"):
         run_lockstep([SCEUASearch(p.lower, p.upper, seed=0, max_evals=200, n_complexes=2)],
-                     lambda batches: [rosenbrock(batches[0])] * 2)
+                     lambda indices, batches: [rosenbrock(batches[0])] * 2)

@@ -25,6 +25,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("--n-complexes", type=int, help="SCE-UA complexes")
     p.add_argument("--seed", type=int)
     p.add_argument("--forward", help="'solver' or a surrogate bundle URI")
+    p.add_argument("--sites-per-batch", type=int,
+                   help="sites inverted in lockstep, sharing each forward call (results do not change; a "
+                        "surrogate forward runs much faster with more)")
     p.add_argument("--no-ray", action="store_true", help="run in this process, no Ray")
     p.add_argument("--num-actors", type=int, help="Ray actors (0 = fill the cluster)")
     p.add_argument("--cpus-per-actor", type=float)
@@ -47,7 +50,7 @@ def config_from_args(args) -> dict:
         cfg["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
     if args.same_year:
         cfg["modes"] = ["historical", "same_year"]
-    for name in ("split", "max_sites", "samples", "forward"):
+    for name in ("split", "max_sites", "samples", "forward", "sites_per_batch"):
         if getattr(args, name) is not None:
             cfg[name] = getattr(args, name)
     if args.sites:

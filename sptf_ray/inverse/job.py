@@ -29,7 +29,7 @@ import pandas as pd
 
 from sptf_ray import storage
 from sptf_ray.config import config_hash, config_to_dict, load_config, save_config
-from sptf_ray.inverse.site import (MODES, SCEUASettings, SiteYear, invert_site, make_forward, results_frame,
+from sptf_ray.inverse.site import (MODES, SCEUASettings, SiteYear, invert_sites, make_forward, results_frame,
                                    site_years, validate_site)
 from sptf_ray.physics.parameters import MODELS, check_model
 
@@ -71,6 +71,10 @@ class InvertConfig:
     forward: str = "solver"  # or a surrogate bundle URI (issue 6)
     min_valid_days: int = 30  # unfrozen days needed in a year
     sceua: SCEUASettings = field(default_factory=SCEUASettings)
+    # Sites inverted together (one actor task): every round of their SCE-UA searches goes through
+    # one forward call per model. Results do not depend on it; a surrogate runs much faster with
+    # bigger batches, while a bigger group means coarser progress and more work redone on a failure.
+    sites_per_batch: int = 1
     ray: RayOptions = field(default_factory=RayOptions)
     progress: bool = True
 
@@ -91,6 +95,8 @@ class InvertConfig:
             raise ValueError("max_sites must be >= 1")
         if self.min_valid_days < 1:
             raise ValueError("min_valid_days must be >= 1")
+        if self.sites_per_batch < 1:
+            raise ValueError("sites_per_batch must be >= 1")
 
     def result_key(self) -> dict:
         """The settings a finished site's results depend on (resume must match them)."""
@@ -112,15 +118,21 @@ def _unpayload(site_id: str, payload: dict) -> dict[int, SiteYear]:
     return {int(y): SiteYear(site_id, int(y), **arrays) for y, arrays in payload.items()}
 
 
-def invert_one_site(config: InvertConfig, forward, site_id: str, payload: dict) -> dict:
-    """Invert one site, write its result file atomically; returns a small summary."""
+def invert_site_batch(config: InvertConfig, forward, payloads: dict[str, dict]) -> list[dict]:
+    """Invert sites {site_id: payload} in lockstep, write each one's result file atomically;
+    returns one small summary per site (`seconds`: its share of the batch's wall time)."""
     t0 = time.perf_counter()
-    years = _unpayload(site_id, payload)
-    df = invert_site(site_id, years, forward, models=config.models, modes=config.modes, samples=config.samples,
-                     settings=config.sceua, min_valid_days=config.min_valid_days)
-    storage.atomic_write_parquet(df, site_file(config.out, site_id))
-    return {"site_id": site_id, "rows": len(df), "seconds": time.perf_counter() - t0, "pid": os.getpid(),
-            "failed_simulations": int(df["failed_simulations"].sum())}
+    sites = {sid: _unpayload(sid, payload) for sid, payload in payloads.items()}
+    table = invert_sites(sites, forward, models=config.models, modes=config.modes, samples=config.samples,
+                         settings=config.sceua, min_valid_days=config.min_valid_days)
+    seconds = (time.perf_counter() - t0) / len(sites)
+    summaries = []
+    for sid in sites:
+        df = table[table["site_id"] == sid].reset_index(drop=True)
+        storage.atomic_write_parquet(df, site_file(config.out, sid))
+        summaries.append({"site_id": sid, "rows": len(df), "seconds": seconds, "pid": os.getpid(),
+                          "failed_simulations": int(df["failed_simulations"].sum())})
+    return summaries
 
 
 class InversionWorker:
@@ -133,8 +145,8 @@ class InversionWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def invert(self, site_id: str, payload: dict) -> dict:
-        return invert_one_site(self.config, self.forward, site_id, payload)
+    def invert(self, payloads: dict[str, dict]) -> list[dict]:
+        return invert_site_batch(self.config, self.forward, payloads)
 
 
 # --------------------------------------------------------------------------- selection
@@ -256,8 +268,9 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
             _run_ray(config, todo, payloads, done, state)
         else:
             forward = make_forward(config.forward)
-            for sid in todo:
-                done(invert_one_site(config, forward, sid, payloads[sid]))
+            for batch in _batches(todo, config.sites_per_batch):
+                for summary in invert_site_batch(config, forward, {sid: payloads[sid] for sid in batch}):
+                    done(summary)
 
     frames = [storage.read_parquet(site_file(config.out, sid)) for sid in site_ids]
     table = pd.concat(frames, ignore_index=True) if frames else results_frame([])
@@ -265,6 +278,10 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
     return table
+
+
+def _batches(site_ids: list[str], size: int) -> list[list[str]]:
+    return [site_ids[i:i + size] for i in range(0, len(site_ids), size)]
 
 
 def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callable, state: dict) -> None:
@@ -276,7 +293,8 @@ def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callab
         ray.init(address, log_to_driver=False)
     cpus = config.ray.cpus_per_actor
     n_actors = config.ray.num_actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
-    n_actors = min(n_actors, len(todo))
+    queue = _batches(todo, config.sites_per_batch)
+    n_actors = min(n_actors, len(queue))
     threads = max(1, int(cpus))
     Worker = ray.remote(InversionWorker).options(num_cpus=cpus, max_restarts=config.ray.max_restarts,
                                                  max_task_retries=config.ray.max_task_retries)
@@ -285,30 +303,31 @@ def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callab
     try:
         state["actors"] = actors
         state["pids"] = dict(enumerate(ray.get([a.pid.remote() for a in actors])))
-        queue = list(todo)
-        running = {}  # ObjectRef -> (actor index, site id)
+        running = {}  # ObjectRef -> (actor index, site ids)
         failures = []
 
         def submit(i):
             if queue:
-                sid = queue.pop(0)
-                running[actors[i].invert.remote(sid, payloads[sid])] = (i, sid)
+                batch = queue.pop(0)
+                running[actors[i].invert.remote({sid: payloads[sid] for sid in batch})] = (i, batch)
 
         for i in range(n_actors):
             submit(i)
         while running:
             ready, _ = ray.wait(list(running), num_returns=1)
             ref = ready[0]
-            i, sid = running.pop(ref)
+            i, batch = running.pop(ref)
             try:
-                summary = ray.get(ref)
-            except Exception as exc:  # retries exhausted or the site itself failed
-                failures.append(f"{sid}: {type(exc).__name__}: {exc}")
+                summaries = ray.get(ref)
+            except Exception as exc:  # retries exhausted or a site itself failed
+                failures.append(f"{','.join(batch)}: {type(exc).__name__}: {exc}")
             else:
-                done(summary)
+                for summary in summaries:
+                    done(summary)
             submit(i)
         if failures:
-            raise RuntimeError(f"{len(failures)} site(s) failed (re-run to retry them; finished sites are kept): "
+            raise RuntimeError(f"{len(failures)} batch(es) of sites failed (re-run to retry them; finished sites are "
+                               "kept): "
                                + " | ".join(f[:500] for f in failures[:5]))
     finally:
         for a in actors:

@@ -349,19 +349,20 @@ class SCEUASearch:
 
 
 def run_lockstep(searches: list[SCEUASearch],
-                 evaluate_all: Callable[[list[np.ndarray]], list[np.ndarray]]) -> list[SCEUAResult]:
-    """Drive several searches together: each round, ``evaluate_all`` gets the asked batch of
-    every unfinished search (in ``searches`` order) and returns their values in that order.
-    Each search's result is what it would be alone (its random stream is its own)."""
+                 evaluate_all: Callable[[list[int], list[np.ndarray]], list[np.ndarray]]) -> list[SCEUAResult]:
+    """Drive several searches together: each round, ``evaluate_all(indices, batches)`` gets the
+    indices (into ``searches``) of the unfinished searches and the batch each asks for, and
+    returns their values in that order. Each search's result is what it would be alone (its
+    random stream is its own)."""
     while True:
-        active = [s for s in searches if not s.done]
+        active = [i for i, s in enumerate(searches) if not s.done]
         if not active:
             return [s.result for s in searches]
-        values = evaluate_all([s.ask() for s in active])
+        values = evaluate_all(active, [searches[i].ask() for i in active])
         if len(values) != len(active):
             raise ValueError(f"evaluate_all returned {len(values)} value arrays for {len(active)} batches")
-        for search, v in zip(active, values):
-            search.tell(v)
+        for i, v in zip(active, values):
+            searches[i].tell(v)
 
 
 def _search(rng, lower, upper, n_complexes, population_size, start_points, evaluate, kstop, pcento, peps,

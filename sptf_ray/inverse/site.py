@@ -15,7 +15,10 @@ Protocol (DESIGN.md section 0):
   or the torch surrogate (`sptf_ray.models.forward.SurrogateForward`); `score_on_eval_year`
   re-scores results with another forward model (the solver, for surrogate-calibrated
   parameters); a simulation that does not converge (any non-finite day)
-  scores +inf and is counted in ``n_failed``.
+  scores +inf and is counted in ``n_failed``;
+- many inversions run in lockstep (`invert_tasks`, `invert_sites`): each round, every
+  unfinished search's batch goes into one forward call per model; each result equals the
+  one the inversion gets alone (its own seed and random stream).
 
 Nothing here imports Ray or torch.
 """
@@ -29,7 +32,7 @@ from typing import Iterable, Optional, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from sptf_ray.inverse.sceua import sceua
+from sptf_ray.inverse.sceua import SCEUASearch, run_lockstep
 from sptf_ray.physics.parameters import MODELS, PARAM_NAMES, check_model, parameter_space, theta_s_upper
 
 DAYS_PER_YEAR = 365
@@ -217,26 +220,29 @@ def site_seed(seed: int, site_id: str, model: str, mode: str, year: int) -> int:
 
 
 class _Objective:
-    """Eq. 17 of a unit-space batch through the forward model; counts failed simulations."""
+    """Eq. 17 of unit-space points against one calibration year; counts failed simulations.
+    The forward call is the caller's (`_forward_rows`), so many objectives share one."""
 
-    def __init__(self, model, space, year: SiteYear, forward: ForwardModel):
-        self.model, self.space, self.year, self.forward = model, space, year, forward
-        self.mask = year.mask
+    def __init__(self, space, year: SiteYear):
+        self.space, self.year = space, year
         self.n_failed = 0
 
     def params(self, unit: np.ndarray) -> np.ndarray:
         return self.space.from_unit(np.clip(unit, 0.0, 1.0))
 
-    def __call__(self, unit: np.ndarray) -> np.ndarray:
-        p = self.params(unit)
-        n = p.shape[0]
-        y = self.year
-        swc = self.forward.simulate_batch(self.model, p, np.broadcast_to(y.precip, (n, DAYS_PER_YEAR)),
-                                          np.broadcast_to(y.pet, (n, DAYS_PER_YEAR)),
-                                          np.broadcast_to(y.lai, (n, DAYS_PER_YEAR)))
-        values = masked_mse(swc, y.swc, self.mask)
+    def values(self, swc: np.ndarray) -> np.ndarray:
+        values = masked_mse(swc, self.year.swc, self.year.mask)
         self.n_failed += int(np.sum(~np.isfinite(values)))
         return values
+
+
+def _forward_rows(forward: ForwardModel, model: str, params: list[np.ndarray], years: list[SiteYear]) -> list:
+    """One batched forward call for several (params (P_i, 6), year) pairs; SWC (P_i, T) each."""
+    counts = [len(p) for p in params]
+    forcing = {k: np.concatenate([np.broadcast_to(getattr(y, k), (n, DAYS_PER_YEAR)) for y, n in zip(years, counts)])
+               for k in ("precip", "pet", "lai")}
+    swc = forward.simulate_batch(model, np.concatenate(params), forcing["precip"], forcing["pet"], forcing["lai"])
+    return np.split(swc, np.cumsum(counts)[:-1])
 
 
 @dataclass
@@ -273,6 +279,17 @@ class InversionResult:
         return row
 
 
+@dataclass(frozen=True)
+class InversionTask:
+    """One inversion: `model` calibrated on `calib`, scored on `evaluate`."""
+
+    model: str
+    calib: SiteYear
+    evaluate: SiteYear
+    mode: str = "historical"
+    seed: Optional[int] = None  # None: site_seed(settings.seed, ...)
+
+
 def invert_year(model: str, calib: SiteYear, evaluate: Optional[SiteYear], forward: ForwardModel,
                 settings: SCEUASettings | None = None, *, mode: str = "historical", seed: Optional[int] = None,
                 min_valid_days: int = 30) -> InversionResult:
@@ -280,39 +297,70 @@ def invert_year(model: str, calib: SiteYear, evaluate: Optional[SiteYear], forwa
 
     `evaluate=None` scores on the calibration year. theta_s's upper bound comes from `calib`.
     """
-    t0 = time.perf_counter()
-    model = check_model(model)
+    task = InversionTask(check_model(model), calib, evaluate if evaluate is not None else calib, mode, seed)
+    return invert_tasks([task], forward, settings, min_valid_days=min_valid_days)[0]
+
+
+def invert_tasks(tasks: list[InversionTask], forward: ForwardModel, settings: SCEUASettings | None = None, *,
+                 min_valid_days: int = 30) -> list[InversionResult]:
+    """Several inversions in lockstep: every round, the SCE-UA batches of all unfinished tasks of
+    a model go through one forward call (a bigger batch for the surrogate or numba's threads).
+    Each result is what the task gives alone; its `seconds` is its share of its model's wall time."""
     settings = settings or SCEUASettings()
     settings.validate()
-    calib.validate(min_valid_days)
-    evaluate = evaluate if evaluate is not None else calib
-    if evaluate is not calib:
-        evaluate.validate(min_valid_days)
-    upper_ts = theta_s_upper(float(np.max(calib.swc)))
-    space = parameter_space(model, theta_s_upper=upper_ts)
-    objective = _Objective(model, space, calib, forward)
-    seed = seed if seed is not None else site_seed(settings.seed, calib.site_id, model, mode, calib.year)
-    res = sceua(objective, np.zeros(6), np.ones(6), seed=seed, max_evals=settings.max_evals,
-                n_complexes=settings.n_complexes, kstop=settings.kstop, pcento=settings.pcento, peps=settings.peps)
-    best = objective.params(res.best_x[None, :])
-    if not np.isfinite(res.best_f):
-        raise RuntimeError(f"site {calib.site_id!r} {model}: every one of {res.n_evals} simulations failed")
-    sims = forward.simulate_batch(model, np.vstack([best, best]),
-                                  np.vstack([calib.precip, evaluate.precip]), np.vstack([calib.pet, evaluate.pet]),
-                                  np.vstack([calib.lai, evaluate.lai]))
-    return InversionResult(
-        site_id=calib.site_id, model=model, mode=mode, calib_year=calib.year, eval_year=evaluate.year,
-        params=best[0], objective=float(res.best_f), calib_rmse=rmse(sims[0], calib.swc, calib.mask),
-        nse=nse(sims[1], evaluate.swc, evaluate.mask), rmse=rmse(sims[1], evaluate.swc, evaluate.mask),
-        n_evals=int(res.n_evals), n_failed=objective.n_failed, n_loops=int(res.n_loops), reason=res.reason,
-        seconds=time.perf_counter() - t0, theta_s_upper=upper_ts, seed=int(seed),
-        forward=getattr(forward, "name", type(forward).__name__))
+    results: dict[int, InversionResult] = {}
+    for model in dict.fromkeys(check_model(t.model) for t in tasks):
+        group = [i for i, t in enumerate(tasks) if check_model(t.model) == model]
+        results.update(zip(group, _invert_model_group(model, [tasks[i] for i in group], forward, settings,
+                                                      min_valid_days)))
+    return [results[i] for i in range(len(tasks))]
 
 
-def invert_site(site_id: str, years: dict[int, SiteYear], forward: ForwardModel, *,
-                models: Iterable[str] = MODELS, modes: Iterable[str] = ("historical",), samples: str = "all",
-                settings: SCEUASettings | None = None, min_valid_days: int = 30) -> pd.DataFrame:
-    """Every (model, mode, year pair) inversion of one site, as result-table rows."""
+def _invert_model_group(model, tasks, forward, settings, min_valid_days) -> list[InversionResult]:
+    t0 = time.perf_counter()
+    for t in tasks:
+        t.calib.validate(min_valid_days)
+        if t.evaluate is not t.calib:
+            t.evaluate.validate(min_valid_days)
+    uppers = [theta_s_upper(float(np.max(t.calib.swc))) for t in tasks]
+    objectives = [_Objective(parameter_space(model, theta_s_upper=u), t.calib) for t, u in zip(tasks, uppers)]
+    seeds = [t.seed if t.seed is not None else site_seed(settings.seed, t.calib.site_id, model, t.mode, t.calib.year)
+             for t in tasks]
+    searches = [SCEUASearch(np.zeros(6), np.ones(6), seed=sd, max_evals=settings.max_evals,
+                            n_complexes=settings.n_complexes, kstop=settings.kstop, pcento=settings.pcento,
+                            peps=settings.peps) for sd in seeds]
+
+    def evaluate_all(indices, batches):
+        params = [objectives[i].params(b) for i, b in zip(indices, batches)]
+        swc = _forward_rows(forward, model, params, [tasks[i].calib for i in indices])
+        return [objectives[i].values(s) for i, s in zip(indices, swc)]
+
+    found = run_lockstep(searches, evaluate_all)
+    for t, res in zip(tasks, found):
+        if not np.isfinite(res.best_f):
+            raise RuntimeError(f"site {t.calib.site_id!r} {model}: every one of {res.n_evals} simulations failed")
+    best = [o.params(r.best_x[None, :]) for o, r in zip(objectives, found)]
+    sims = _final_runs(forward, model, best, tasks)
+    seconds = (time.perf_counter() - t0) / len(tasks)
+    return [InversionResult(
+        site_id=t.calib.site_id, model=model, mode=t.mode, calib_year=t.calib.year, eval_year=t.evaluate.year,
+        params=b[0], objective=float(r.best_f), calib_rmse=rmse(calib_swc, t.calib.swc, t.calib.mask),
+        nse=nse(eval_swc, t.evaluate.swc, t.evaluate.mask), rmse=rmse(eval_swc, t.evaluate.swc, t.evaluate.mask),
+        n_evals=int(r.n_evals), n_failed=o.n_failed, n_loops=int(r.n_loops), reason=r.reason,
+        seconds=seconds, theta_s_upper=u, seed=int(sd), forward=getattr(forward, "name", type(forward).__name__))
+        for t, r, o, b, u, sd, (calib_swc, eval_swc) in zip(tasks, found, objectives, best, uppers, seeds, sims)]
+
+
+def _final_runs(forward, model, best, tasks) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each task's best parameters on its calibration and its evaluation year, in one call."""
+    years = [y for t in tasks for y in (t.calib, t.evaluate)]
+    swc = _forward_rows(forward, model, [b for b in best for _ in range(2)], years)
+    return [(swc[2 * k][0], swc[2 * k + 1][0]) for k in range(len(tasks))]
+
+
+def site_tasks(site_id: str, years: dict[int, SiteYear], *, models: Iterable[str] = MODELS,
+               modes: Iterable[str] = ("historical",), samples: str = "all") -> list[InversionTask]:
+    """Every (year pair, model, mode) inversion of one site, in result-table order."""
     modes = tuple(modes)
     bad = [m for m in modes if m not in MODES]
     if bad:
@@ -322,15 +370,31 @@ def invert_site(site_id: str, years: dict[int, SiteYear], forward: ForwardModel,
         have = sorted(years)
         raise ValueError(f"site {site_id!r}: no two consecutive complete ({DAYS_PER_YEAR}-day) years "
                          f"(years present: {have}); a site needs a historical and a target year")
-    rows = []
-    for hist, target in pairs:
-        for model in models:
-            for mode in modes:
-                calib = years[hist] if mode == "historical" else years[target]
-                r = invert_year(model, calib, years[target], forward, settings, mode=mode,
-                                min_valid_days=min_valid_days)
-                rows.append(r.to_row())
-    return results_frame(rows)
+    return [InversionTask(check_model(model), years[hist] if mode == "historical" else years[target], years[target],
+                          mode)
+            for hist, target in pairs for model in models for mode in modes]
+
+
+def invert_site(site_id: str, years: dict[int, SiteYear], forward: ForwardModel, *,
+                models: Iterable[str] = MODELS, modes: Iterable[str] = ("historical",), samples: str = "all",
+                settings: SCEUASettings | None = None, min_valid_days: int = 30) -> pd.DataFrame:
+    """Every (model, mode, year pair) inversion of one site, as result-table rows."""
+    return invert_sites({site_id: years}, forward, models=models, modes=modes, samples=samples, settings=settings,
+                        min_valid_days=min_valid_days)
+
+
+def invert_sites(sites: dict[str, dict[int, SiteYear]], forward: ForwardModel, *, models: Iterable[str] = MODELS,
+                 modes: Iterable[str] = ("historical",), samples: str = "all", settings: SCEUASettings | None = None,
+                 min_valid_days: int = 30) -> pd.DataFrame:
+    """In-process inversion of several sites in lockstep (`invert_tasks`): each round, one forward
+    call per model carries every unfinished site's SCE-UA batch. Rows in site order; a site's
+    results equal those it gets alone. For many sites use `sptf_ray.inverse.job.run_inversion`
+    (Ray actors, resumable), which hands each actor `sites_per_batch` sites at a time."""
+    models, modes = tuple(models), tuple(modes)
+    tasks = [t for sid, years in sites.items()
+             for t in site_tasks(sid, years, models=models, modes=modes, samples=samples)]
+    results = invert_tasks(tasks, forward, settings, min_valid_days=min_valid_days)
+    return results_frame([r.to_row() for r in results])
 
 
 def score_on_eval_year(table: pd.DataFrame, sites: dict[str, dict[int, SiteYear]],
@@ -375,11 +439,3 @@ RESULT_DTYPES = {
 def results_frame(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows, columns=list(RESULT_DTYPES))
     return df.astype(RESULT_DTYPES)
-
-
-def invert_sites(sites: dict[str, dict[int, SiteYear]], forward: ForwardModel, **kwargs) -> pd.DataFrame:
-    """In-process inversion of several sites: one SCE-UA per site, each objective call a batch of
-    `n_complexes` points through the batched forward model (numba prange over the batch).
-    For many sites use `sptf_ray.inverse.job.run_inversion` (Ray actors, resumable)."""
-    frames = [invert_site(sid, years, forward, **kwargs) for sid, years in sites.items()]
-    return pd.concat(frames, ignore_index=True) if frames else results_frame([])
