@@ -215,13 +215,13 @@ def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):
 
     out = str(tmp_path / "cli")
     rc = main(["invert", small_dataset, "--out", out, "--models", "fxw", "--max-sites", "1", "--max-evals", "16",
-               "--n-complexes", "1", "--no-ray"])
+               "--n-complexes", "1", "--no-ray", "--sites-per-batch", "2"])
     assert rc == 0
     assert "inverted 1 site(s)" in capsys.readouterr().out
     from sptf_ray.config import load_config
 
     saved = load_config(InvertConfig, os.path.join(out, "config.yaml"))
-    assert saved.sceua.max_evals == 16 and saved.ray.enabled is False
+    assert saved.sceua.max_evals == 16 and saved.ray.enabled is False and saved.sites_per_batch == 2
 
     # jobs/invert.py: the same stage from a config file (resumes: the site is already done).
     import importlib.util
