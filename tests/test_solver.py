@@ -29,15 +29,11 @@ THETA_TOL = SolverConfig().theta_tol
 LOAM_VGM = (0.078, 0.43, 0.036, 1.56, 24.96, -800.0)
 LOAM_FXW = (0.43, 0.02, 1.8, 1.0, 24.96, -800.0)  # theta_s, alpha, n, m, Ks, H50
 
-# Do not complete today within the step budget (300 steps a day on average): fine soils, n ~
-# 1.09-1.23, saturated by big storms (they complete with an unlimited budget, 125k-730k steps).
-# HYDRUS-1D finds no solution for them either. Strict: the test flips when they are fixed.
-NOT_CONVERGING = {
-    "sandy_clay__humid__h800",
-    "silty_clay__humid__h800",
-    "clay__humid__h800",
-    "silty_clay__semiarid__h800",
-}
+# Fine soils, n ~ 1.09-1.23, saturated by big storms, which HYDRUS-1D cannot solve: they crawl
+# (125k-730k steps a year) and complete only within the default budget (5,000 steps a day), not
+# within the bulk one (BULK_STEPS_PER_DAY), see test_bulk_budget_cuts_a_crawling_run.
+CRAWLING = ("sandy_clay__humid__h800", "silty_clay__humid__h800", "clay__humid__h800",
+            "silty_clay__semiarid__h800")
 
 
 def climate_forcing(climate: str):
@@ -135,10 +131,7 @@ def test_hydrus_reference_theta5(reference_runs):
 def _case_params():
     out = []
     for case in CASES.itertuples():
-        marks = ()
-        if case.case_id in NOT_CONVERGING:
-            marks = pytest.mark.xfail(strict=True, reason="known: no convergence near saturation with n ~ 1.09-1.23")
-        out.append(pytest.param(case.case_id, marks=marks, id=case.case_id))
+        out.append(pytest.param(case.case_id, id=case.case_id))
     return out
 
 
@@ -154,11 +147,23 @@ def test_reference_case_completes_conserving_mass(reference_runs, case_id):
     assert abs(result.balance_error[i]) <= 1e-4
 
 
+def test_bulk_budget_cuts_a_crawling_run(reference_runs):
+    """The bulk stages' budget cuts a crawler and says so; the default budget lets it finish."""
+    from sptf_ray.physics import BULK_STEPS_PER_DAY, STATUS_STEP_LIMIT, bulk_config
+
+    case = CASES.set_index("case_id").loc[CRAWLING[0]]
+    precip, pet, lai = climate_forcing(case.climate)
+    cut = simulate("vgm", case[VGM_COLS].to_numpy(float), precip, pet, lai, config=bulk_config(),
+                   raise_on_failure=False)
+    assert not cut.ok[0] and cut.status[0] & STATUS_STEP_LIMIT
+    assert "step" in " ".join(cut.messages) and np.isnan(cut.swc[0, -1])
+    done, i = reference_runs[CRAWLING[0]]
+    assert done.ok[i] and SolverConfig().max_steps_per_day > BULK_STEPS_PER_DAY == bulk_config().max_steps_per_day
+
+
 def test_reference_swc_strictly_within_bounds(reference_runs):
     outside = []
     for case in CASES.itertuples():
-        if case.case_id in NOT_CONVERGING:
-            continue
         result, i = reference_runs[case.case_id]
         swc = result.swc[i]
         below, above = case.theta_r - swc.min(), swc.max() - case.theta_s

@@ -152,7 +152,7 @@ def simulate_years(truth_model, params, precip_cm, pet_cm, lai):
     A simulation that fails is not raised: its site is flagged (see failed_status) and its
     later days are NaN, so one bad draw never sinks a whole build.
     """
-    from sptf_ray.physics import simulate  # the numba solver; imported late (compile cost)
+    from sptf_ray.physics import bulk_config, simulate  # the numba solver; imported late (compile cost)
 
     truth_model = np.asarray(truth_model)
     precip_cm, pet_cm, lai = (np.asarray(a, dtype=np.float64) for a in (precip_cm, pet_cm, lai))
@@ -169,7 +169,8 @@ def simulate_years(truth_model, params, precip_cm, pet_cm, lai):
         # (sites, years*365) -> (sites*years, 365): row k is site k // n_years, year k % n_years.
         by_year = lambda a: a[idx].reshape(idx.size * n_years, DAYS_PER_YEAR)  # noqa: E731
         result = simulate(model, np.repeat(params[idx], n_years, axis=0),
-                          by_year(precip_cm), by_year(pet_cm), by_year(lai), raise_on_failure=False)
+                          by_year(precip_cm), by_year(pet_cm), by_year(lai), config=bulk_config(),
+                          raise_on_failure=False)
         swc[idx] = np.asarray(result.swc).reshape(idx.size, n_days)
         status[idx] = np.bitwise_or.reduce(np.asarray(result.status).reshape(idx.size, n_years), axis=1)
     unknown = ~np.isin(truth_model, ("vgm", "fxw"))

@@ -100,7 +100,7 @@ def sidecar_name(i: int) -> str:
 
 def content_spec(config: DatasetConfig, sites_sha256: str | None) -> dict:
     """The fields shard contents depend on (hashed into every sidecar and the manifest)."""
-    from sptf_ray.physics import SolverConfig
+    from sptf_ray.physics import bulk_config
 
     use_sites = config.sites is not None and config.site_fraction > 0
     return {
@@ -111,7 +111,7 @@ def content_spec(config: DatasetConfig, sites_sha256: str | None) -> dict:
         "days": config.days,
         "site_fraction": config.site_fraction if use_sites else 0.0,
         "sites_daily_sha256": sites_sha256 if use_sites else None,
-        "solver": config_to_dict(SolverConfig()),
+        "solver": config_to_dict(bulk_config()),
     }
 
 
@@ -147,7 +147,7 @@ def shard_table(inputs: sampling.ShardInputs, keep: np.ndarray, swc: np.ndarray,
 
 def simulate_shard(inputs: sampling.ShardInputs):
     """Run the solver on every row; returns (swc, balance_error, ok, failures)."""
-    from sptf_ray.physics import simulate
+    from sptf_ray.physics import bulk_config, simulate
 
     n, n_days = inputs.precip.shape
     swc = np.full((n, n_days), np.nan)
@@ -157,7 +157,7 @@ def simulate_shard(inputs: sampling.ShardInputs):
     for model in dict.fromkeys(inputs.model.tolist()):
         idx = np.flatnonzero(inputs.model == model)
         result = simulate(model, inputs.params[idx], inputs.precip[idx], inputs.pet[idx], inputs.lai[idx],
-                          raise_on_failure=False)
+                          config=bulk_config(), raise_on_failure=False)
         good = np.asarray(result.ok) & np.isfinite(result.swc).all(axis=1) & np.isfinite(result.balance_error)
         swc[idx], balance[idx], ok[idx] = result.swc, result.balance_error, good
         messages = {}

@@ -62,9 +62,9 @@ class SolverForward:
     name = "solver"
 
     def __init__(self, config=None, num_threads: Optional[int] = None):
-        from sptf_ray.physics import SolverConfig
+        from sptf_ray.physics import bulk_config
 
-        self.config = config if config is not None else SolverConfig()
+        self.config = config if config is not None else bulk_config()
         if self.config.initial_head != -100.0:
             raise ValueError("the inversion protocol starts every year cold at h = -100 cm "
                              f"(SolverConfig.initial_head is {self.config.initial_head})")

@@ -1,8 +1,8 @@
 """Physics core: hydraulic models and the Richards solver. Imports neither Ray nor torch."""
 from .hydraulics import capacity, conductivity, hydraulic_functions, water_content
 from .parameters import MODELS, PARAM_NAMES, ParameterSpace, parameter_space, theta_s_upper
-from .solver import (DAILY_FLUXES, STATUS_BELOW_DT_MIN, STATUS_FAILED, STATUS_OK, STATUS_STEP_LIMIT,
-                     SimulationResult, SolverConfig, simulate)
+from .solver import (BULK_STEPS_PER_DAY, DAILY_FLUXES, STATUS_BELOW_DT_MIN, STATUS_FAILED, STATUS_OK,
+                     STATUS_STEP_LIMIT, SimulationResult, SolverConfig, bulk_config, simulate)
 from .validation import SimulationError
 
 __all__ = [
