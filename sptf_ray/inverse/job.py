@@ -9,9 +9,10 @@ Layout under ``out`` (any storage URI):
 - ``inversion.parquet``: all selected sites' rows, written at the end, then ``manifest.json``.
 
 With ``ray.enabled`` the sites go to a pool of actors (``num_actors`` x ``cpus_per_actor``), each
-holding its forward model with ``numba.set_num_threads(cpus_per_actor)``. An actor that dies is
-restarted (``max_restarts``) and its site retried (``max_task_retries``). Without Ray the same
-per-site function runs in a loop in this process.
+holding its forward model with ``numba.set_num_threads(cpus_per_actor)``, in tasks of
+``sites_per_batch`` sites inverted in lockstep (one forward call per model and SCE-UA round for
+all of them). An actor that dies is restarted (``max_restarts``) and its batch retried
+(``max_task_retries``). Without Ray the same batch function runs in a loop in this process.
 """
 from __future__ import annotations
 
