@@ -29,7 +29,7 @@ def test_config_rejects_bad_values():
         load_config(PipelineConfig, {**TINY, "models": ["vgm", "fxw"]})
     with pytest.raises(ValueError, match="unknown config key"):
         load_config(PipelineConfig, {**TINY, "surrogate": {"epoch": 1}})
-    assert load_config(PipelineConfig, str(CONFIGS / "quickstart.yaml")).network.n_sites == 40
+    assert load_config(PipelineConfig, str(CONFIGS / "quickstart.yaml")).network.n_sites == 80
     assert load_config(PipelineConfig, str(CONFIGS / "paper.yaml")).dataset.days == 1095
     assert load_config(PipelineConfig, str(CONFIGS / "benchmark.yaml")).network.n_sites == 120
 
