@@ -1,7 +1,9 @@
 """1-D Richards equation for a batch of soil columns (paper 2.2.1, DESIGN.md section 1).
 
-Mixed-form, mass-conservative modified Picard iteration (Celia et al. 1990) on a node
-grid with a tridiagonal solve, as HYDRUS-1D does, with:
+Mixed-form, mass-conservative iteration on a node grid with a tridiagonal solve, as
+HYDRUS-1D does: modified Picard (Celia et al. 1990) whose system gains the dK/dh terms of
+the internode and free-drainage fluxes, i.e. Newton (`newton_after` Picard iterates first;
+a step whose Newton iterates fail is retried once with Picard only before dt is cut), with:
 
 - an atmospheric top boundary that takes the potential net flux while the surface head
   stays in [hA, hS] and otherwise holds the head at the violated limit (runoff at hS,
@@ -76,6 +78,7 @@ class SolverConfig:
     dt_max: float = 1.0
     max_iter: int = 10
     relax_after: int = 5  # iterations before Picard updates are under-relaxed
+    newton_after: int = 0  # Picard iterations before Newton (with dK/dh) takes over; >= max_iter: Picard only
     table_points: int = 1024  # per-simulation hydraulic tables in ln|h|; 0 = evaluate directly
     capacity_floor: float = 1e-9  # 1/cm, in the iteration matrix only (conditions saturated zones)
     dt_grow: float = 1.3
@@ -240,12 +243,26 @@ def _build_tables(code, d, h_dry, n_points, theta_tab, dtheta_tab, lnk_tab, meta
 
 @njit(cache=True, inline="always")
 def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
-    if not use_tables or h >= -_TABLE_H_WET:
-        return hydraulic_state(code, d, h)
+    """(theta, K, C, dK/dh) at head h.
+
+    Between h = -_TABLE_H_WET and 0, K is taken linear in h from K(-_TABLE_H_WET) to Ks
+    (meta[4] holds the former). VGM's K has an infinite slope at h = 0 for any n < 2 and,
+    for n near 1, falls to a third of Ks within 1e-6 cm of saturation: no iteration can
+    find a saturated zone's heads on such a cusp, and a micrometre of head is below any
+    physical meaning. theta and C are untouched.
+    """
+    if h > 0.0:
+        th, k, c = hydraulic_state(code, d, h)
+        return th, k, c, 0.0
+    if h > -_TABLE_H_WET:  # at h = 0 itself the slope from below: iterates clipped to 0 come back
+        th, _, c = hydraulic_state(code, d, h)
+        slope = (d[4] - meta[4]) / _TABLE_H_WET
+        return th, d[4] + slope * h, c, slope
     x = (math.log(-h) - meta[0]) * meta[1]
     j = int(x)
-    if j >= meta[2]:
-        return hydraulic_state(code, d, h)
+    if not use_tables or j >= meta[2]:
+        th, k, c = hydraulic_state(code, d, h)
+        return th, k, c, _dk_direct(code, d, h, k)
     t = x - j
     t2 = t * t
     a0, a1 = theta_tab[j], theta_tab[j + 1]
@@ -254,19 +271,31 @@ def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
     theta = (1.0 + 2.0 * t) * one_t * one_t * a0 + t * one_t * one_t * m0 + t2 * (3.0 - 2.0 * t) * a1 + t2 * (t - 1.0) * m1
     dtheta_dx = 6.0 * t * (t - 1.0) * (a0 - a1) + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (3.0 * t2 - 2.0 * t) * m1
     cap = dtheta_dx * meta[1] / h  # d theta/dh = (d theta/dx)(dx/du)(du/dh), du/dh = 1/h
-    k = math.exp(lnk_tab[j] + t * (lnk_tab[j + 1] - lnk_tab[j]))
-    return theta, k, cap
+    dlnk_dx = lnk_tab[j + 1] - lnk_tab[j]
+    k = math.exp(lnk_tab[j] + t * dlnk_dx)
+    return theta, k, cap, k * dlnk_dx * meta[1] / h
+
+
+@njit(cache=True, inline="always")
+def _dk_direct(code, d, h, k):
+    """dK/dh by a central difference in ln|h| (heads outside the tables)."""
+    if k <= 0.0:
+        return 0.0
+    eps = 1e-4
+    k_wet = hydraulic_state(code, d, h * (1.0 - eps))[1]
+    k_dry = hydraulic_state(code, d, h * (1.0 + eps))[1]
+    return (k_wet - k_dry) / (-2.0 * eps * h)
 
 
 @njit(cache=True)
-def _evaluate_nodes(code, d, h, theta, k, cap, tabs, meta):
+def _evaluate_nodes(code, d, h, theta, k, cap, dk, tabs, meta):
     for i in range(h.shape[0]):
-        theta[i], k[i], cap[i] = _state(code, d, h[i], meta[3] > 0.0, tabs[0], tabs[1], tabs[2], meta)
+        theta[i], k[i], cap[i], dk[i] = _state(code, d, h[i], meta[3] > 0.0, tabs[0], tabs[1], tabs[2], meta)
 
 
 @njit(cache=True)
-def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
-            h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes, dh_prev):
+def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
+            h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes, dh_prev):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
     Returns (converged, iterations, mode). On success h/th/k/cap hold the new state and
@@ -331,7 +360,14 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
             rhs[n - 1] = bottom_head
         else:
             rhs[n - 1] -= k_bot
-        _thomas(lower, diag, upper, rhs, h_new, work)
+        newton = it > newton_after
+        if newton:
+            _newton_system(h, k, dk, dist, lower, diag, upper, rhs, mode != _FLUX, bottom_head_mode == 1)
+            _thomas(lower, diag, upper, rhs, h_new, work)
+            for i in range(n):
+                h_new[i] += h[i]
+        else:
+            _thomas(lower, diag, upper, rhs, h_new, work)
         damped = False
         # Near saturation with n close to 1, K falls by orders of magnitude within a
         # centimetre of h = 0 and lagged-K Picard iterates oscillate; past the first
@@ -403,7 +439,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
         # New state and the fluxes applied in this iterate (lagged K, new heads).
         converged = not damped
         for i in range(n):
-            th_i, k_i, c_i = _state(code, d, h_new[i], use_tables, tabs[0], tabs[1], tabs[2], meta)
+            th_i, k_i, c_i, dk[i] = _state(code, d, h_new[i], use_tables, tabs[0], tabs[1], tabs[2], meta)
             if h_new[i] < 0.0:
                 if abs(th_i - th[i]) > theta_tol:
                     converged = False
@@ -441,7 +477,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
         q_bot = q_down
         # Past the first few iterations the lagged conductivity is averaged with the
         # new one (in log space), which breaks the two-cycles seen near saturation.
-        relax_k = it > relax_after
+        relax_k = it > relax_after and not newton
         for i in range(n):
             h[i] = h_new[i]
             if relax_k and k[i] > 0.0 and work[i] > 0.0:
@@ -473,6 +509,37 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, dt, q_pot, tp, mode0, v
         fluxes[2] = ta
         return True, it, mode
     return False, it, mode
+
+
+@njit(cache=True)
+def _newton_system(h, k, dk, dist, lower, diag, upper, rhs, head_top, head_bottom):
+    """Turn the Picard system A h_new = b at iterate h into Newton's J dh = b - A h.
+
+    J adds to A the derivative of each internode flux K_f (1 - dh/dz), K_f the mean of
+    the two nodes' K, with respect to the K in it (and of the free-drainage flux). Picard
+    lags K, which converges only where K changes slowly with h: in a saturated zone fed
+    across a wetting front the heads of nodes near h = 0 cycle while K jumps by the ratio
+    of Ks to K just below saturation, at any time step.
+    """
+    n = h.shape[0]
+    for i in range(n):
+        r = rhs[i] - diag[i] * h[i]
+        if i > 0:
+            r -= lower[i] * h[i - 1]
+        if i < n - 1:
+            r -= upper[i] * h[i + 1]
+        rhs[i] = r
+    for i in range(n - 1):
+        gf = 0.5 * (1.0 - (h[i + 1] - h[i]) / dist[i])  # d flux / d K at either node
+        if not (i == 0 and head_top):
+            diag[i] += gf * dk[i]
+            upper[i] += gf * dk[i + 1]
+        if not (i + 1 == n - 1 and head_bottom):
+            lower[i + 1] -= gf * dk[i]
+            diag[i + 1] -= gf * dk[i + 1]
+    if not head_bottom:
+        diag[n - 1] += 0.5 * dk[n - 1]
+        lower[n - 1] += 0.5 * dk[n - 2]
 
 
 @njit(cache=True)
@@ -540,16 +607,18 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     th = np.empty(n)
     k = np.empty(n)
     cap = np.empty(n)
+    dk = np.empty(n)
     n_points = cfg_i[6]
     tabs = np.empty((3, max(n_points, 2)))
-    meta = np.zeros(4)
+    meta = np.zeros(5)
     if n_points > 0:
         _build_tables(code, d, cfg_f[4], n_points, tabs[0], tabs[1], tabs[2], meta)
         meta[3] = 1.0
-    _evaluate_nodes(code, d, h, th, k, cap, tabs, meta)
+    meta[4] = hydraulic_state(code, d, -_TABLE_H_WET)[1]
+    _evaluate_nodes(code, d, h, th, k, cap, dk, tabs, meta)
     th_sat = _state(code, d, 0.0, False, tabs[0], tabs[1], tabs[2], meta)[0]
     # th_n: conserved storage at the start of the step; th_h_n: theta(h_n) there.
-    h_n, th_n, th_h_n, k_n, cap_n = h.copy(), th.copy(), th.copy(), k.copy(), cap.copy()
+    h_n, th_n, th_h_n, k_n, cap_n, dk_n = h.copy(), th.copy(), th.copy(), k.copy(), cap.copy(), dk.copy()
     lower, diag, upper, rhs = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     h_new, work, sink, th_cons, dh_prev = np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n)
     fluxes = np.zeros(3)
@@ -593,9 +662,10 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 dt_step = remaining
                 truncated = True
             max_iter_now = cfg_i[0]
+            newton_after = cfg_i[7]
             while True:
-                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
-                                           h_n, th_n, h, th, k, cap, lower, diag, upper, rhs, h_new, work, sink,
+                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
+                                           h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink,
                                            th_cons, fluxes, dh_prev)
                 iters += it
                 if ok:
@@ -606,7 +676,14 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                     th[i] = th_h_n[i]
                     k[i] = k_n[i]
                     cap[i] = cap_n[i]
+                    dk[i] = dk_n[i]
                 truncated = False
+                if newton_after < max_iter_now:
+                    # Newton's tangent can overshoot where theta(h) is a near-step (large n);
+                    # Picard's safeguards handle those: retry the same step with them first.
+                    newton_after = max_iter_now
+                    continue
+                newton_after = cfg_i[7]
                 if dt_step > dt_min * 1.000001:
                     dt_step = max(dt_step / 3.0, dt_min)
                 elif max_iter_now == cfg_i[0]:
@@ -653,6 +730,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 th_h_n[i] = th[i]
                 k_n[i] = k[i]
                 cap_n[i] = cap[i]
+                dk_n[i] = dk[i]
             rejected = _spill_excess(th_n, vol, th_sat)
             if rejected > 0.0:  # it infiltrated in this step's balance: it runs off instead
                 sum_in -= rejected
@@ -723,7 +801,8 @@ def _step_budget(cfg: SolverConfig, n_days: int) -> int:
 
 def _config_arrays(cfg: SolverConfig, n_days: int):
     cfg_i = np.array([cfg.max_iter, 1 if cfg.bottom == "head" else 0, cfg.iter_grow, cfg.iter_shrink,
-                      _step_budget(cfg, n_days), cfg.relax_after, cfg.table_points], dtype=np.int64)
+                      _step_budget(cfg, n_days), cfg.relax_after, cfg.table_points, cfg.newton_after],
+                     dtype=np.int64)
     cfg_f = np.array([cfg.theta_tol, cfg.head_tol, cfg.capacity_floor, cfg.surface_head_max, cfg.surface_head_min,
                       cfg.uptake_exponent, cfg.bottom_head, cfg.root_depth, cfg.extinction_coef, cfg.dt_init,
                       cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max], dtype=np.float64)
