@@ -151,13 +151,16 @@ def test_bulk_budget_cuts_a_crawling_run(reference_runs):
     """The bulk stages' budget cuts a crawler and says so; the default budget lets it finish."""
     from sptf_ray.physics import BULK_STEPS_PER_DAY, STATUS_STEP_LIMIT, bulk_config
 
-    case = CASES.set_index("case_id").loc[CRAWLING[0]]
+    steps = {case_id: reference_runs[case_id][0].n_steps[reference_runs[case_id][1]] for case_id in CRAWLING}
+    slowest = max(steps, key=steps.get)  # clay, humid: ~230,000 steps at the default budget
+    case = CASES.set_index("case_id").loc[slowest]
+    assert steps[slowest] > BULK_STEPS_PER_DAY * case.days, steps
     precip, pet, lai = climate_forcing(case.climate)
     cut = simulate("vgm", case[VGM_COLS].to_numpy(float), precip, pet, lai, config=bulk_config(),
                    raise_on_failure=False)
     assert not cut.ok[0] and cut.status[0] & STATUS_STEP_LIMIT
     assert "step" in " ".join(cut.messages) and np.isnan(cut.swc[0, -1])
-    done, i = reference_runs[CRAWLING[0]]
+    done, i = reference_runs[slowest]
     assert done.ok[i] and SolverConfig().max_steps_per_day > BULK_STEPS_PER_DAY == bulk_config().max_steps_per_day
 
 
@@ -218,14 +221,13 @@ def _check_random(model, n, seed, max_failures):
     assert (~ok).sum() <= max_failures, f"{(~ok).sum()} of {n} {model} simulations failed"
 
 
-# Failure thresholds: measured on these seeds, plus a small margin, so that any regression
-# shows. Measured (max_steps 50,000), since two-cycling Picard iterates are bisected:
-# 1,000 sets: VGM 9 failed (was 211), FXW-M3 11 (was 11); 200 sets (seed 7): VGM 0 (was 41),
-# FXW-M3 2 (was 3). What remains: VGM with n < 1.2 and low Ks under storms (8 of the 21 sets
-# with n < 1.2), FXW-M3 with n 2-6 and alpha < 0.011.
+# Failure thresholds: measured on these seeds, plus a margin, so that a regression shows.
+# Measured (max_steps 50,000) with Newton iterations (2026-12-04): 1,000 sets: VGM 5 failed
+# (9 with Picard only), FXW-M3 0; all 5 VGM failures have n < 1.12 (near-saturated columns
+# whose K falls 10x within theta_tol of theta_s).
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SPTF_RUN_SLOW") != "1", reason="~90 s per model on 2 cores: SPTF_RUN_SLOW=1")
-@pytest.mark.parametrize("model, max_failures", [("vgm", 15), ("fxw", 13)])
+@pytest.mark.parametrize("model, max_failures", [("vgm", 8), ("fxw", 3)])
 def test_random_parameters_1000(model, max_failures):
     _check_random(model, 1000, seed=20260, max_failures=max_failures)
 
@@ -284,8 +286,10 @@ def test_balance_error_detects_a_corrupted_storage():
 def test_grid_refinement_converges(model, params):
     precip, pet, lai = (x[:180] for x in climate_forcing("humid"))
     swc = {}
+    # Steps of up to 0.05 d keep the time-stepping error (~5e-4 in theta at the default dt_max of
+    # 1 d) below the spatial error, which is what refinement must show shrinking.
     for dz in (1.0, 0.5, 0.25):
-        swc[dz] = simulate(model, params, precip, pet, lai, config=SolverConfig(node_spacing=dz)).swc[0]
+        swc[dz] = simulate(model, params, precip, pet, lai, config=SolverConfig(node_spacing=dz, dt_max=0.05)).swc[0]
     coarse = np.sqrt(np.mean((swc[1.0] - swc[0.25]) ** 2))
     medium = np.sqrt(np.mean((swc[0.5] - swc[0.25]) ** 2))
     print(f"\n{model}: RMSE vs 0.25 cm grid: 1 cm {coarse:.5f}, 0.5 cm {medium:.5f}")
