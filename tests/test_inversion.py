@@ -69,11 +69,13 @@ def test_inversion_recovers_known_site_and_ignores_frozen_days(known_site):
     forward = SolverForward()
     truth_sim = forward.simulate_batch("fxw", TRUE_FXW[None], calib.precip, calib.pet, calib.lai)
     assert masked_mse(truth_sim, corrupted.swc, corrupted.mask)[0] < 1e-20
-    res = invert_year("fxw", corrupted, target, forward, SCEUASettings(max_evals=200, n_complexes=2, seed=0))
+    # 500 evaluations: with 200-300 the search ends at calib RMSE 0.005-0.006 depending on the solver's
+    # last digits (0.0058 / 0.0051 after the Newton iteration), which tests the budget, not eq. 17.
+    res = invert_year("fxw", corrupted, target, forward, SCEUASettings(max_evals=500, n_complexes=2, seed=0))
     assert res.calib_rmse <= 0.005, res
     assert res.objective == pytest.approx(res.calib_rmse ** 2, rel=1e-6)
     assert res.rmse < 0.02 and res.nse > 0.8  # scored on the following year, started cold
-    assert res.n_evals <= 200 and res.reason == "max_evals"
+    assert res.n_evals <= 500 and res.reason == "max_evals"
     assert res.theta_s_upper == pytest.approx(max(0.41, calib.swc.max()))
     assert res.params[0] <= res.theta_s_upper
 
