@@ -86,6 +86,11 @@ class SolverConfig:
     iter_grow: int = 3  # grow after at most this many iterations
     iter_shrink: int = 7  # shrink after at least this many
     dtheta_max: float = 0.02  # largest water-content change per step at any node
+    # When the net potential influx rises by dq at a day boundary (a storm begins), the step
+    # is capped at dtheta_max * onset_depth / dq: the first step of a storm may bring no
+    # more than dtheta_max over this depth. Without it that step follows the dry spell's
+    # long steps and the wetting front lags HYDRUS-1D's on semiarid soils.
+    onset_depth: float = 10.0  # cm
     max_steps: int = 5_000_000
     # A run is cut after this many steps per simulated day on average. HYDRUS-1D takes 5-26; the
     # slowest runs that complete (fine VGM soils saturated by storms) take up to ~2,000, for up
@@ -98,7 +103,8 @@ class SolverConfig:
 
     def validate(self) -> None:
         positive = ("column_depth", "node_spacing", "root_depth", "theta_tol", "head_tol",
-                    "dt_init", "dt_min", "dt_max", "dtheta_max", "extinction_coef", "uptake_exponent")
+                    "dt_init", "dt_min", "dt_max", "dtheta_max", "onset_depth", "extinction_coef",
+                    "uptake_exponent")
         for name in positive:
             value = getattr(self, name)
             if not (np.isfinite(value) and value > 0):
@@ -202,12 +208,13 @@ def _root_integral(x, lr):
 @njit(cache=True)
 def _thomas(lower, diag, upper, rhs, out, work):
     n = diag.shape[0]
-    work[0] = upper[0] / diag[0]
-    out[0] = rhs[0] / diag[0]
+    inv = 1.0 / diag[0]
+    work[0] = upper[0] * inv
+    out[0] = rhs[0] * inv
     for i in range(1, n):
-        denom = diag[i] - lower[i] * work[i - 1]
-        work[i] = upper[i] / denom
-        out[i] = (rhs[i] - lower[i] * out[i - 1]) / denom
+        inv = 1.0 / (diag[i] - lower[i] * work[i - 1])
+        work[i] = upper[i] * inv
+        out[i] = (rhs[i] - lower[i] * out[i - 1]) * inv
     for i in range(n - 2, -1, -1):
         out[i] -= work[i] * out[i + 1]
 
@@ -270,10 +277,11 @@ def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
     one_t = 1.0 - t
     theta = (1.0 + 2.0 * t) * one_t * one_t * a0 + t * one_t * one_t * m0 + t2 * (3.0 - 2.0 * t) * a1 + t2 * (t - 1.0) * m1
     dtheta_dx = 6.0 * t * (t - 1.0) * (a0 - a1) + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (3.0 * t2 - 2.0 * t) * m1
-    cap = dtheta_dx * meta[1] / h  # d theta/dh = (d theta/dx)(dx/du)(du/dh), du/dh = 1/h
+    dx_dh = meta[1] / h  # (dx/du)(du/dh), du/dh = 1/h
+    cap = dtheta_dx * dx_dh
     dlnk_dx = lnk_tab[j + 1] - lnk_tab[j]
     k = math.exp(lnk_tab[j] + t * dlnk_dx)
-    return theta, k, cap, k * dlnk_dx * meta[1] / h
+    return theta, k, cap, k * dlnk_dx * dx_dh
 
 
 @njit(cache=True, inline="always")
@@ -294,7 +302,8 @@ def _evaluate_nodes(code, d, h, theta, k, cap, dk, tabs, meta):
 
 
 @njit(cache=True)
-def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot, tp, mode0, vol, dist, root_w, h_cap,
+def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot, tp, mode0, vol, inv_vol, inv_dist,
+            root_w, h_cap,
             h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes, dh_prev):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
@@ -309,10 +318,12 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
     iter_grow = cfg_i[2]  # past it a step is no longer converging quickly
     c_floor = cfg_f[2]
     use_tables = meta[3] > 0.0
+    inv_dt = 1.0 / dt
     h_floor = max(ha, FXW_H_FLOOR) if code == FXW else max(ha, _H_FLOOR_VGM)
     mode = mode0
     switches = 0
     outside = 0
+    top_limited = False
     it = 0
     dh_prev[:] = 0.0
     while it < max_iter:
@@ -326,20 +337,20 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
                 sink[i] = 0.0
             ta += sink[i]
         for i in range(n):
-            g = vol[i] * max(cap[i], c_floor) / dt
+            g = vol[i] * max(cap[i], c_floor) * inv_dt
             dg = g
-            r = g * h[i] - vol[i] * (th[i] - th_n[i]) / dt - sink[i]
+            r = g * h[i] - vol[i] * (th[i] - th_n[i]) * inv_dt - sink[i]
             lower[i] = 0.0
             upper[i] = 0.0
             if i > 0:
                 kf = 0.5 * (k[i - 1] + k[i])
-                a = kf / dist[i - 1]
+                a = kf * inv_dist[i - 1]
                 dg += a
                 lower[i] = -a
                 r += kf
             if i < n - 1:
                 kf = 0.5 * (k[i] + k[i + 1])
-                c = kf / dist[i]
+                c = kf * inv_dist[i]
                 dg += c
                 upper[i] = -c
                 r -= kf
@@ -362,7 +373,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
             rhs[n - 1] -= k_bot
         newton = it > newton_after
         if newton:
-            _newton_system(h, k, dk, dist, lower, diag, upper, rhs, mode != _FLUX, bottom_head_mode == 1)
+            _newton_system(h, k, dk, inv_dist, lower, diag, upper, rhs, mode != _FLUX, bottom_head_mode == 1)
             _thomas(lower, diag, upper, rhs, h_new, work)
             for i in range(n):
                 h_new[i] += h[i]
@@ -380,7 +391,11 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
         above = mode == _FLUX and q_pot > 0.0 and h_new[0] > hs
         below = mode == _FLUX and q_pot < 0.0 and h_new[0] < ha
         if above or below:
-            outside += 1
+            # An iterate whose surface head was limited (a dry surface wets a decade per
+            # iterate) says nothing yet about ponding: rain onto dry soil would otherwise
+            # switch to the head limit, fail to converge under it and cut the step.
+            if not (above and top_limited):
+                outside += 1
             if outside >= 2 and switches < 3:
                 mode = _HEAD_SAT if above else _HEAD_DRY
                 switches += 1
@@ -413,6 +428,8 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
             if h_old < 0.0:
                 h_low = min(h_low, 10.0 * h_old)
                 h_high = max(h_high, 0.1 * h_old)
+            if i == 0:
+                top_limited = h_i < h_low or h_i > h_high
             if h_i < h_low:
                 h_i = h_low
                 damped = True
@@ -455,22 +472,22 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
         for i in range(n):
             if i < n - 1:
                 kf = 0.5 * (k[i] + k[i + 1])
-                q_below = kf * (1.0 - (h_new[i + 1] - h_new[i]) / dist[i])
+                q_below = kf * (1.0 - (h_new[i + 1] - h_new[i]) * inv_dist[i])
             elif bottom_head_mode == 1:
                 q_below = 0.0  # set from the node balance below
             else:
                 q_below = k_bot
             if i == 0 and mode != _FLUX:
                 th_cons[0] = th[0]
-                q_down = vol[0] * (th[0] - th_n[0]) / dt + q_below + sink[0]
+                q_down = vol[0] * (th[0] - th_n[0]) * inv_dt + q_below + sink[0]
                 q_top = q_down
             elif i == n - 1 and bottom_head_mode == 1:
                 th_cons[i] = th[i]
-                q_below = q_down - sink[i] - vol[i] * (th[i] - th_n[i]) / dt
+                q_below = q_down - sink[i] - vol[i] * (th[i] - th_n[i]) * inv_dt
             else:
                 if i == 0:
                     q_top = q_pot
-                th_cons[i] = th_n[i] + dt * (q_down - q_below - sink[i]) / vol[i]
+                th_cons[i] = th_n[i] + dt * (q_down - q_below - sink[i]) * inv_vol[i]
                 if abs(th_cons[i] - th[i]) > theta_tol:
                     converged = False
             q_down = q_below
@@ -512,7 +529,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
 
 
 @njit(cache=True)
-def _newton_system(h, k, dk, dist, lower, diag, upper, rhs, head_top, head_bottom):
+def _newton_system(h, k, dk, inv_dist, lower, diag, upper, rhs, head_top, head_bottom):
     """Turn the Picard system A h_new = b at iterate h into Newton's J dh = b - A h.
 
     J adds to A the derivative of each internode flux K_f (1 - dh/dz), K_f the mean of
@@ -530,7 +547,7 @@ def _newton_system(h, k, dk, dist, lower, diag, upper, rhs, head_top, head_botto
             r -= upper[i] * h[i + 1]
         rhs[i] = r
     for i in range(n - 1):
-        gf = 0.5 * (1.0 - (h[i + 1] - h[i]) / dist[i])  # d flux / d K at either node
+        gf = 0.5 * (1.0 - (h[i + 1] - h[i]) * inv_dist[i])  # d flux / d K at either node
         if not (i == 0 and head_top):
             diag[i] += gf * dk[i]
             upper[i] += gf * dk[i + 1]
@@ -596,6 +613,9 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     vol[n - 1] = 0.5 * dist[n - 2]
     for i in range(1, n - 1):
         vol[i] = 0.5 * (dist[i - 1] + dist[i])
+    # Reciprocals once per run: divisions dominate the arithmetic of an iteration.
+    inv_vol = 1.0 / vol
+    inv_dist = 1.0 / dist
     root_w = _root_weights(depths, cfg_f[7])
     h_cap = depths + cfg_f[3] + 1.0
     k_ext = cfg_f[8]
@@ -640,6 +660,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     min_dt = dt_max
     mode = _FLUX
     q_top_prev = 0.0
+    q_pot_day_prev = 0.0
     t = 0.0
     dt = dt_init
     failed_day = -1
@@ -648,6 +669,11 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
         q_pot = precip[day] - pet[day] * cover  # net potential flux into the soil
         tp = pet[day] * (1.0 - cover)
         t_end = day + 1.0
+        if day > 0:  # a storm begins: see SolverConfig.onset_depth
+            dq = q_pot - q_pot_day_prev
+            if dq > 0.0:
+                dt = max(min(dt, dtheta_max * cfg_f[15] / dq), dt_min)
+        q_pot_day_prev = q_pot
         for j in range(5):
             out_daily[day, j] = 0.0
         while t_end - t > 1e-12:
@@ -664,7 +690,8 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
             max_iter_now = cfg_i[0]
             newton_after = cfg_i[7]
             while True:
-                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, dist, root_w, h_cap,
+                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, inv_vol,
+                                           inv_dist, root_w, h_cap,
                                            h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink,
                                            th_cons, fluxes, dh_prev)
                 iters += it
@@ -805,7 +832,7 @@ def _config_arrays(cfg: SolverConfig, n_days: int):
                      dtype=np.int64)
     cfg_f = np.array([cfg.theta_tol, cfg.head_tol, cfg.capacity_floor, cfg.surface_head_max, cfg.surface_head_min,
                       cfg.uptake_exponent, cfg.bottom_head, cfg.root_depth, cfg.extinction_coef, cfg.dt_init,
-                      cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max], dtype=np.float64)
+                      cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max, cfg.onset_depth], dtype=np.float64)
     return cfg_i, cfg_f
 
 
