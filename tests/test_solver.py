@@ -29,13 +29,6 @@ THETA_TOL = SolverConfig().theta_tol
 LOAM_VGM = (0.078, 0.43, 0.036, 1.56, 24.96, -800.0)
 LOAM_FXW = (0.43, 0.02, 1.8, 1.0, 24.96, -800.0)  # theta_s, alpha, n, m, Ks, H50
 
-# Fine soils, n ~ 1.09-1.23, saturated by big storms, which HYDRUS-1D cannot solve: they crawl
-# (125k-730k steps a year) and complete only within the default budget (5,000 steps a day), not
-# within the bulk one (BULK_STEPS_PER_DAY), see test_bulk_budget_cuts_a_crawling_run.
-CRAWLING = ("sandy_clay__humid__h800", "silty_clay__humid__h800", "clay__humid__h800",
-            "silty_clay__semiarid__h800")
-
-
 def climate_forcing(climate: str):
     """(P, PET, LAI) for 'humid' or concatenated years such as 'humid+semiarid+temperate'."""
     parts = [FORCING[FORCING.climate == c].sort_values("day") for c in climate.split("+")]
@@ -148,20 +141,24 @@ def test_reference_case_completes_conserving_mass(reference_runs, case_id):
 
 
 def test_bulk_budget_cuts_a_crawling_run(reference_runs):
-    """The bulk stages' budget cuts a crawler and says so; the default budget lets it finish."""
+    """The bulk stages' budget cuts a crawler and says so.
+
+    With K's cusp at saturation left sharp (k_linear_head at its 1e-3 cm minimum), the clay
+    under the humid year crawls (~230,000 steps); with the default 1 cm band every reference
+    case, this one included, completes well within the bulk budget.
+    """
     from sptf_ray.physics import BULK_STEPS_PER_DAY, STATUS_STEP_LIMIT, bulk_config
 
-    steps = {case_id: reference_runs[case_id][0].n_steps[reference_runs[case_id][1]] for case_id in CRAWLING}
-    slowest = max(steps, key=steps.get)  # clay, humid: ~230,000 steps at the default budget
-    case = CASES.set_index("case_id").loc[slowest]
-    assert steps[slowest] > BULK_STEPS_PER_DAY * case.days, steps
+    case = CASES.set_index("case_id").loc["clay__humid__h800"]
     precip, pet, lai = climate_forcing(case.climate)
-    cut = simulate("vgm", case[VGM_COLS].to_numpy(float), precip, pet, lai, config=bulk_config(),
-                   raise_on_failure=False)
+    cut = simulate("vgm", case[VGM_COLS].to_numpy(float), precip, pet, lai,
+                   config=bulk_config(k_linear_head=1e-3), raise_on_failure=False)
     assert not cut.ok[0] and cut.status[0] & STATUS_STEP_LIMIT
     assert "step" in " ".join(cut.messages) and np.isnan(cut.swc[0, -1])
-    done, i = reference_runs[slowest]
-    assert done.ok[i] and SolverConfig().max_steps_per_day > BULK_STEPS_PER_DAY == bulk_config().max_steps_per_day
+    assert SolverConfig().max_steps_per_day > BULK_STEPS_PER_DAY == bulk_config().max_steps_per_day
+    steps = {c.case_id: int(reference_runs[c.case_id][0].n_steps[reference_runs[c.case_id][1]]) for c in CASES.itertuples()}
+    over = {k: v for k, v in steps.items() if v > BULK_STEPS_PER_DAY * CASES.set_index("case_id").days[k]}
+    assert not over, over
 
 
 def test_reference_swc_strictly_within_bounds(reference_runs):
@@ -222,17 +219,16 @@ def _check_random(model, n, seed, max_failures):
 
 
 # Failure thresholds: measured on these seeds, plus a margin, so that a regression shows.
-# Measured (max_steps 50,000) with Newton iterations (2026-12-04): 1,000 sets: VGM 5 failed
-# (9 with Picard only), FXW-M3 0; all 5 VGM failures have n < 1.12 (near-saturated columns
-# whose K falls 10x within theta_tol of theta_s).
+# Measured (max_steps 50,000), 2026-12-04: 1,000 sets: VGM 0 and FXW-M3 0 failed (VGM 5, all
+# n < 1.12, before K's last centimetre below saturation was linearized; 9 with Picard only).
 @pytest.mark.slow
 @pytest.mark.skipif(os.environ.get("SPTF_RUN_SLOW") != "1", reason="~90 s per model on 2 cores: SPTF_RUN_SLOW=1")
-@pytest.mark.parametrize("model, max_failures", [("vgm", 8), ("fxw", 3)])
+@pytest.mark.parametrize("model, max_failures", [("vgm", 2), ("fxw", 2)])
 def test_random_parameters_1000(model, max_failures):
     _check_random(model, 1000, seed=20260, max_failures=max_failures)
 
 
-@pytest.mark.parametrize("model, max_failures", [("vgm", 2), ("fxw", 3)])
+@pytest.mark.parametrize("model, max_failures", [("vgm", 1), ("fxw", 1)])
 def test_random_parameters_200(model, max_failures):
     _check_random(model, 200, seed=7, max_failures=max_failures)
 

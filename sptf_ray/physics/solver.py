@@ -3,7 +3,8 @@
 Mixed-form, mass-conservative iteration on a node grid with a tridiagonal solve, as
 HYDRUS-1D does: modified Picard (Celia et al. 1990) whose system gains the dK/dh terms of
 the internode and free-drainage fluxes, i.e. Newton (`newton_after` Picard iterates first;
-a step whose Newton iterates fail is retried once with Picard only before dt is cut), with:
+an attempt whose Newton residual grows goes on with Picard, and one whose Newton iterates
+fail outright is retried once with Picard only before dt is cut), with:
 
 - an atmospheric top boundary that takes the potential net flux while the surface head
   stays in [hA, hS] and otherwise holds the head at the violated limit (runoff at hS,
@@ -91,6 +92,12 @@ class SolverConfig:
     # more than dtheta_max over this depth. Without it that step follows the dry spell's
     # long steps and the wetting front lags HYDRUS-1D's on semiarid soils.
     onset_depth: float = 10.0  # cm
+    # K is taken linear in h over the last k_linear_head cm below saturation, from K there to
+    # Ks (theta and C are untouched). VGM's K has an infinite slope at h = 0 for n < 2 and,
+    # for n near 1, falls to ~10 % of Ks within 1 cm: a drop that a 1 cm grid cannot resolve
+    # and on which the iteration cycles at any time step (fine soils crawled at ~1e-4 d).
+    # HYDRUS-1D offers the air-entry modification (Vogel et al. 2001) for the same reason.
+    k_linear_head: float = 1.0  # cm; 1e-3 is the smallest (the tables' wet end)
     max_steps: int = 5_000_000
     # A run is cut after this many steps per simulated day on average. HYDRUS-1D takes 5-26; the
     # slowest runs that complete (fine VGM soils saturated by storms) take up to ~2,000, for up
@@ -103,7 +110,7 @@ class SolverConfig:
 
     def validate(self) -> None:
         positive = ("column_depth", "node_spacing", "root_depth", "theta_tol", "head_tol",
-                    "dt_init", "dt_min", "dt_max", "dtheta_max", "onset_depth", "extinction_coef",
+                    "dt_init", "dt_min", "dt_max", "dtheta_max", "onset_depth", "k_linear_head", "extinction_coef",
                     "uptake_exponent")
         for name in positive:
             value = getattr(self, name)
@@ -252,23 +259,21 @@ def _build_tables(code, d, h_dry, n_points, theta_tab, dtheta_tab, lnk_tab, meta
 def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
     """(theta, K, C, dK/dh) at head h.
 
-    Between h = -_TABLE_H_WET and 0, K is taken linear in h from K(-_TABLE_H_WET) to Ks
-    (meta[4] holds the former). VGM's K has an infinite slope at h = 0 for any n < 2 and,
-    for n near 1, falls to a third of Ks within 1e-6 cm of saturation: no iteration can
-    find a saturated zone's heads on such a cusp, and a micrometre of head is below any
-    physical meaning. theta and C are untouched.
+    Between h = meta[6] (-SolverConfig.k_linear_head) and 0, K is linear in h from
+    meta[4] = K(meta[6]) to Ks with slope meta[5]; theta and C are untouched.
     """
     if h > 0.0:
         th, k, c = hydraulic_state(code, d, h)
         return th, k, c, 0.0
     if h > -_TABLE_H_WET:  # at h = 0 itself the slope from below: iterates clipped to 0 come back
         th, _, c = hydraulic_state(code, d, h)
-        slope = (d[4] - meta[4]) / _TABLE_H_WET
-        return th, d[4] + slope * h, c, slope
+        return th, d[4] + meta[5] * h, c, meta[5]
     x = (math.log(-h) - meta[0]) * meta[1]
     j = int(x)
     if not use_tables or j >= meta[2]:
         th, k, c = hydraulic_state(code, d, h)
+        if h > meta[6]:
+            return th, d[4] + meta[5] * h, c, meta[5]
         return th, k, c, _dk_direct(code, d, h, k)
     t = x - j
     t2 = t * t
@@ -279,6 +284,8 @@ def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
     dtheta_dx = 6.0 * t * (t - 1.0) * (a0 - a1) + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (3.0 * t2 - 2.0 * t) * m1
     dx_dh = meta[1] / h  # (dx/du)(du/dh), du/dh = 1/h
     cap = dtheta_dx * dx_dh
+    if h > meta[6]:
+        return theta, d[4] + meta[5] * h, cap, meta[5]
     dlnk_dx = lnk_tab[j + 1] - lnk_tab[j]
     k = math.exp(lnk_tab[j] + t * dlnk_dx)
     return theta, k, cap, k * dlnk_dx * dx_dh
@@ -307,7 +314,8 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
             h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes, dh_prev):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
-    Returns (converged, iterations, mode). On success h/th/k/cap hold the new state and
+    Returns (converged, iterations, mode, fell_back): fell_back when Newton's residual grew
+    and the attempt went on with Picard. On success h/th/k/cap hold the new state and
     fluxes = [q_top (into the soil), q_bottom (out), transpiration] as applied.
     """
     n = h.shape[0]
@@ -324,6 +332,8 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
     switches = 0
     outside = 0
     top_limited = False
+    resid_prev = np.inf
+    fell_back = False
     it = 0
     dh_prev[:] = 0.0
     while it < max_iter:
@@ -401,6 +411,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
                 switches += 1
                 outside = 0
                 it = 0
+                resid_prev = np.inf
                 continue
             h_new[0] = hs if above else ha
             damped = True
@@ -409,7 +420,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
         for i in range(n):
             h_i = h_new[i]
             if not math.isfinite(h_i):
-                return False, it, mode
+                return False, it, mode, fell_back
             # Picard's tangent capacity is ~0 in dry soil and near saturation, so one
             # iterate can jump by decades; limit each iterate to a factor of 10 in |h|
             # or 10 cm, whichever is larger (the step then needs more iterations,
@@ -469,6 +480,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
         # theta(h), carries the storage from step to step, so the balance closes to
         # round-off; theta(h) must agree with it within theta_tol to converge.
         q_down = 0.0 if mode != _FLUX else q_pot
+        resid = 0.0
         for i in range(n):
             if i < n - 1:
                 kf = 0.5 * (k[i] + k[i + 1])
@@ -488,10 +500,20 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
                 if i == 0:
                     q_top = q_pot
                 th_cons[i] = th_n[i] + dt * (q_down - q_below - sink[i]) * inv_vol[i]
-                if abs(th_cons[i] - th[i]) > theta_tol:
+                r_i = abs(th_cons[i] - th[i])
+                resid = max(resid, r_i)
+                if r_i > theta_tol:
                     converged = False
             q_down = q_below
         q_bot = q_down
+        # Newton's tangent overshoots where K falls steeply behind a drying or wetting
+        # front and its iterates cycle there; Picard converges in a few iterates on the
+        # same step. A growing residual past the first iterates hands this attempt to
+        # Picard instead of spending the rest of the budget.
+        if newton and it >= 3 and resid > resid_prev:
+            newton_after = max_iter
+            fell_back = True
+        resid_prev = resid
         # Past the first few iterations the lagged conductivity is averaged with the
         # new one (in log space), which breaks the two-cycles seen near saturation.
         relax_k = it > relax_after and not newton
@@ -516,16 +538,17 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
             new_mode = _FLUX
         if new_mode != mode:
             if switches >= 3:
-                return False, it, mode  # no consistent boundary: retry with a shorter step
+                return False, it, mode, fell_back  # no consistent boundary: retry with a shorter step
             switches += 1
             mode = new_mode
             it = 0  # a fresh iteration budget under the new boundary condition
+            resid_prev = np.inf
             continue
         fluxes[0] = q_top
         fluxes[1] = q_bot
         fluxes[2] = ta
-        return True, it, mode
-    return False, it, mode
+        return True, it, mode, fell_back
+    return False, it, mode, fell_back
 
 
 @njit(cache=True)
@@ -630,11 +653,14 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     dk = np.empty(n)
     n_points = cfg_i[6]
     tabs = np.empty((3, max(n_points, 2)))
-    meta = np.zeros(5)
+    meta = np.zeros(7)
     if n_points > 0:
         _build_tables(code, d, cfg_f[4], n_points, tabs[0], tabs[1], tabs[2], meta)
         meta[3] = 1.0
-    meta[4] = hydraulic_state(code, d, -_TABLE_H_WET)[1]
+    h_k_linear = -max(cfg_f[16], _TABLE_H_WET)
+    meta[4] = hydraulic_state(code, d, h_k_linear)[1]
+    meta[5] = (d[4] - meta[4]) / -h_k_linear  # dK/dh over the band
+    meta[6] = h_k_linear
     _evaluate_nodes(code, d, h, th, k, cap, dk, tabs, meta)
     th_sat = _state(code, d, 0.0, False, tabs[0], tabs[1], tabs[2], meta)[0]
     # th_n: conserved storage at the start of the step; th_h_n: theta(h_n) there.
@@ -690,7 +716,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
             max_iter_now = cfg_i[0]
             newton_after = cfg_i[7]
             while True:
-                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, inv_vol,
+                ok, it, new_mode, fell_back = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, inv_vol,
                                            inv_dist, root_w, h_cap,
                                            h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink,
                                            th_cons, fluxes, dh_prev)
@@ -705,13 +731,15 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                     cap[i] = cap_n[i]
                     dk[i] = dk_n[i]
                 truncated = False
-                if newton_after < max_iter_now:
+                at_dt_min = dt_step <= dt_min * 1.000001
+                if newton_after < max_iter_now and (at_dt_min or not fell_back):
                     # Newton's tangent can overshoot where theta(h) is a near-step (large n);
-                    # Picard's safeguards handle those: retry the same step with them first.
+                    # Picard's safeguards handle those: retry the same step with them first
+                    # (an attempt that already fell back to Picard is not, unless at dt_min).
                     newton_after = max_iter_now
                     continue
                 newton_after = cfg_i[7]
-                if dt_step > dt_min * 1.000001:
+                if not at_dt_min:
                     dt_step = max(dt_step / 3.0, dt_min)
                 elif max_iter_now == cfg_i[0]:
                     # At dt_min: give the relaxed iteration a long budget before going below.
@@ -832,7 +860,8 @@ def _config_arrays(cfg: SolverConfig, n_days: int):
                      dtype=np.int64)
     cfg_f = np.array([cfg.theta_tol, cfg.head_tol, cfg.capacity_floor, cfg.surface_head_max, cfg.surface_head_min,
                       cfg.uptake_exponent, cfg.bottom_head, cfg.root_depth, cfg.extinction_coef, cfg.dt_init,
-                      cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max, cfg.onset_depth], dtype=np.float64)
+                      cfg.dt_min, cfg.dt_max, cfg.dt_grow, cfg.dt_shrink, cfg.dtheta_max, cfg.onset_depth, cfg.k_linear_head],
+                     dtype=np.float64)
     return cfg_i, cfg_f
 
 
