@@ -3,8 +3,7 @@
 Mixed-form, mass-conservative iteration on a node grid with a tridiagonal solve, as
 HYDRUS-1D does: modified Picard (Celia et al. 1990) whose system gains the dK/dh terms of
 the internode and free-drainage fluxes, i.e. Newton (`newton_after` Picard iterates first;
-an attempt whose Newton residual grows goes on with Picard, and one whose Newton iterates
-fail outright is retried once with Picard only before dt is cut), with:
+a step whose Newton iterates fail is retried once with Picard only before dt is cut), with:
 
 - an atmospheric top boundary that takes the potential net flux while the surface head
   stays in [hA, hS] and otherwise holds the head at the violated limit (runoff at hS,
@@ -314,8 +313,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
             h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink, th_cons, fluxes, dh_prev):
     """Iterate one time step from (h_n, th_n). On entry h/th/k/cap hold the state at h_n.
 
-    Returns (converged, iterations, mode, fell_back): fell_back when Newton's residual grew
-    and the attempt went on with Picard. On success h/th/k/cap hold the new state and
+    Returns (converged, iterations, mode). On success h/th/k/cap hold the new state and
     fluxes = [q_top (into the soil), q_bottom (out), transpiration] as applied.
     """
     n = h.shape[0]
@@ -332,8 +330,6 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
     switches = 0
     outside = 0
     top_limited = False
-    resid_prev = np.inf
-    fell_back = False
     it = 0
     dh_prev[:] = 0.0
     while it < max_iter:
@@ -411,7 +407,6 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
                 switches += 1
                 outside = 0
                 it = 0
-                resid_prev = np.inf
                 continue
             h_new[0] = hs if above else ha
             damped = True
@@ -420,7 +415,7 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
         for i in range(n):
             h_i = h_new[i]
             if not math.isfinite(h_i):
-                return False, it, mode, fell_back
+                return False, it, mode
             # Picard's tangent capacity is ~0 in dry soil and near saturation, so one
             # iterate can jump by decades; limit each iterate to a factor of 10 in |h|
             # or 10 cm, whichever is larger (the step then needs more iterations,
@@ -480,7 +475,6 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
         # theta(h), carries the storage from step to step, so the balance closes to
         # round-off; theta(h) must agree with it within theta_tol to converge.
         q_down = 0.0 if mode != _FLUX else q_pot
-        resid = 0.0
         for i in range(n):
             if i < n - 1:
                 kf = 0.5 * (k[i] + k[i + 1])
@@ -500,20 +494,10 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
                 if i == 0:
                     q_top = q_pot
                 th_cons[i] = th_n[i] + dt * (q_down - q_below - sink[i]) * inv_vol[i]
-                r_i = abs(th_cons[i] - th[i])
-                resid = max(resid, r_i)
-                if r_i > theta_tol:
+                if abs(th_cons[i] - th[i]) > theta_tol:
                     converged = False
             q_down = q_below
         q_bot = q_down
-        # Newton's tangent overshoots where K falls steeply behind a drying or wetting
-        # front and its iterates cycle there; Picard converges in a few iterates on the
-        # same step. A growing residual past the first iterates hands this attempt to
-        # Picard instead of spending the rest of the budget.
-        if newton and it >= 3 and resid > resid_prev:
-            newton_after = max_iter
-            fell_back = True
-        resid_prev = resid
         # Past the first few iterations the lagged conductivity is averaged with the
         # new one (in log space), which breaks the two-cycles seen near saturation.
         relax_k = it > relax_after and not newton
@@ -538,17 +522,16 @@ def _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter, newton_after, dt, q_pot
             new_mode = _FLUX
         if new_mode != mode:
             if switches >= 3:
-                return False, it, mode, fell_back  # no consistent boundary: retry with a shorter step
+                return False, it, mode  # no consistent boundary: retry with a shorter step
             switches += 1
             mode = new_mode
             it = 0  # a fresh iteration budget under the new boundary condition
-            resid_prev = np.inf
             continue
         fluxes[0] = q_top
         fluxes[1] = q_bot
         fluxes[2] = ta
-        return True, it, mode, fell_back
-    return False, it, mode, fell_back
+        return True, it, mode
+    return False, it, mode
 
 
 @njit(cache=True)
@@ -716,7 +699,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
             max_iter_now = cfg_i[0]
             newton_after = cfg_i[7]
             while True:
-                ok, it, new_mode, fell_back = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, inv_vol,
+                ok, it, new_mode = _picard(code, d, tabs, meta, cfg_i, cfg_f, max_iter_now, newton_after, dt_step, q_pot, tp, mode, vol, inv_vol,
                                            inv_dist, root_w, h_cap,
                                            h_n, th_n, h, th, k, cap, dk, lower, diag, upper, rhs, h_new, work, sink,
                                            th_cons, fluxes, dh_prev)
@@ -731,15 +714,13 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                     cap[i] = cap_n[i]
                     dk[i] = dk_n[i]
                 truncated = False
-                at_dt_min = dt_step <= dt_min * 1.000001
-                if newton_after < max_iter_now and (at_dt_min or not fell_back):
+                if newton_after < max_iter_now:
                     # Newton's tangent can overshoot where theta(h) is a near-step (large n);
-                    # Picard's safeguards handle those: retry the same step with them first
-                    # (an attempt that already fell back to Picard is not, unless at dt_min).
+                    # Picard's safeguards handle those: retry the same step with them first.
                     newton_after = max_iter_now
                     continue
                 newton_after = cfg_i[7]
-                if not at_dt_min:
+                if dt_step > dt_min * 1.000001:
                     dt_step = max(dt_step / 3.0, dt_min)
                 elif max_iter_now == cfg_i[0]:
                     # At dt_min: give the relaxed iteration a long budget before going below.
