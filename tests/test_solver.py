@@ -157,7 +157,8 @@ def test_bulk_budget_cuts_a_crawling_run(reference_runs):
     assert "step" in " ".join(cut.messages) and np.isnan(cut.swc[0, -1])
     assert SolverConfig().max_steps_per_day > BULK_STEPS_PER_DAY == bulk_config().max_steps_per_day
     steps = {c.case_id: int(reference_runs[c.case_id][0].n_steps[reference_runs[c.case_id][1]]) for c in CASES.itertuples()}
-    over = {k: v for k, v in steps.items() if v > BULK_STEPS_PER_DAY * CASES.set_index("case_id").days[k]}
+    days = CASES.set_index("case_id").days
+    over = {k: v for k, v in steps.items() if v > BULK_STEPS_PER_DAY * days[k]}
     assert not over, over
 
 

@@ -258,21 +258,21 @@ def _build_tables(code, d, h_dry, n_points, theta_tab, dtheta_tab, lnk_tab, meta
 def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
     """(theta, K, C, dK/dh) at head h.
 
-    Between h = meta[6] (-SolverConfig.k_linear_head) and 0, K is linear in h from
-    meta[4] = K(meta[6]) to Ks with slope meta[5]; theta and C are untouched.
+    Between h = meta[5] (-SolverConfig.k_linear_head) and 0, K is linear in h from
+    K(meta[5]) to Ks with slope meta[4]; theta and C are untouched.
     """
     if h > 0.0:
         th, k, c = hydraulic_state(code, d, h)
         return th, k, c, 0.0
     if h > -_TABLE_H_WET:  # at h = 0 itself the slope from below: iterates clipped to 0 come back
         th, _, c = hydraulic_state(code, d, h)
-        return th, d[4] + meta[5] * h, c, meta[5]
+        return th, d[4] + meta[4] * h, c, meta[4]
     x = (math.log(-h) - meta[0]) * meta[1]
     j = int(x)
     if not use_tables or j >= meta[2]:
         th, k, c = hydraulic_state(code, d, h)
-        if h > meta[6]:
-            return th, d[4] + meta[5] * h, c, meta[5]
+        if h > meta[5]:
+            return th, d[4] + meta[4] * h, c, meta[4]
         return th, k, c, _dk_direct(code, d, h, k)
     t = x - j
     t2 = t * t
@@ -283,8 +283,8 @@ def _state(code, d, h, use_tables, theta_tab, dtheta_tab, lnk_tab, meta):
     dtheta_dx = 6.0 * t * (t - 1.0) * (a0 - a1) + (3.0 * t2 - 4.0 * t + 1.0) * m0 + (3.0 * t2 - 2.0 * t) * m1
     dx_dh = meta[1] / h  # (dx/du)(du/dh), du/dh = 1/h
     cap = dtheta_dx * dx_dh
-    if h > meta[6]:
-        return theta, d[4] + meta[5] * h, cap, meta[5]
+    if h > meta[5]:
+        return theta, d[4] + meta[4] * h, cap, meta[4]
     dlnk_dx = lnk_tab[j + 1] - lnk_tab[j]
     k = math.exp(lnk_tab[j] + t * dlnk_dx)
     return theta, k, cap, k * dlnk_dx * dx_dh
@@ -636,14 +636,13 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     dk = np.empty(n)
     n_points = cfg_i[6]
     tabs = np.empty((3, max(n_points, 2)))
-    meta = np.zeros(7)
+    meta = np.zeros(6)
     if n_points > 0:
         _build_tables(code, d, cfg_f[4], n_points, tabs[0], tabs[1], tabs[2], meta)
         meta[3] = 1.0
     h_k_linear = -max(cfg_f[16], _TABLE_H_WET)
-    meta[4] = hydraulic_state(code, d, h_k_linear)[1]
-    meta[5] = (d[4] - meta[4]) / -h_k_linear  # dK/dh over the band
-    meta[6] = h_k_linear
+    meta[4] = (d[4] - hydraulic_state(code, d, h_k_linear)[1]) / -h_k_linear  # dK/dh over the band
+    meta[5] = h_k_linear
     _evaluate_nodes(code, d, h, th, k, cap, dk, tabs, meta)
     th_sat = _state(code, d, 0.0, False, tabs[0], tabs[1], tabs[2], meta)[0]
     # th_n: conserved storage at the start of the step; th_h_n: theta(h_n) there.
