@@ -50,6 +50,8 @@ class SurrogateStage:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine" (TrainConfig.lr_schedule)
+    lr_final_fraction: float = 0.01
     seed: int = 0
     grad_clip: float = 1.0
     hidden_size: int = 256
@@ -66,6 +68,8 @@ class SPTFStage:
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine" (TrainConfig.lr_schedule)
+    lr_final_fraction: float = 0.01
     seed: int = 0
     grad_clip: float = 1.0
     hidden_size: int = 128
@@ -192,7 +196,8 @@ def _surrogate_config(cfg: PipelineConfig, layout: RunLayout, model: str):
     s = cfg.surrogate
     return load_config(SurrogateTrainConfig, {
         "storage_path": _abs(layout.train), "name": f"surrogate-{model}", "data": layout.dataset,
-        "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "grad_clip": s.grad_clip,
+        "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
+        "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
         "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling),
         "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout},
         "seq_len": s.seq_len, "val_fraction": s.val_fraction, "test_fraction": s.test_fraction})
@@ -205,7 +210,8 @@ def _sptf_config(cfg: PipelineConfig, layout: RunLayout, model: str, data: str =
     return load_config(SPTFTrainConfig, {
         "storage_path": _abs(layout.train), "name": f"sptf-{model}", "data": data,
         "surrogate": storage.join(_abs(layout.surrogate_run(model)), "bundle"),
-        "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "seed": s.seed, "grad_clip": s.grad_clip,
+        "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
+        "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
         "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,
         "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout}})
 
@@ -236,6 +242,9 @@ class _State:
 
 # Settings that change how a stage runs, not what it produces: changing them never invalidates output.
 _EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task", "sites_per_batch"})
+# Settings added after run directories existed, at the value that reproduces the old behaviour:
+# left out of the hash there, so a run made before them still verifies and is not made again.
+_NEUTRAL_LATER_SETTINGS = {"lr_schedule": "constant", "lr_final_fraction": 0.01}
 
 
 def _hash(*parts) -> str:
@@ -244,7 +253,8 @@ def _hash(*parts) -> str:
     def content(p):
         if not dataclasses.is_dataclass(p):
             return p
-        return {k: v for k, v in config_to_dict(p).items() if k not in _EXECUTION_KEYS}
+        return {k: v for k, v in config_to_dict(p).items()
+                if k not in _EXECUTION_KEYS and not (k in _NEUTRAL_LATER_SETTINGS and v == _NEUTRAL_LATER_SETTINGS[k])}
 
     canonical = json.dumps([content(p) for p in parts],
                            sort_keys=True, separators=(",", ":"), default=str)

@@ -80,3 +80,17 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     assert run_pipeline(changed, str(out), progress=log.append, stop_after="surrogate") == {
         "network": "skipped", "dataset": "skipped", "surrogate-vgm": "skipped"}
     assert STAGES[0] == "network"
+
+
+def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
+    """A run directory made before lr_schedule existed still verifies; choosing cosine changes the hash."""
+    import dataclasses
+
+    from sptf_ray.config import config_to_dict
+    from sptf_ray.pipeline import _EXECUTION_KEYS, SurrogateStage, _hash
+
+    before = {k: v for k, v in config_to_dict(SurrogateStage()).items()
+              if k not in _EXECUTION_KEYS and k not in ("lr_schedule", "lr_final_fraction")}
+    assert _hash("surrogate", SurrogateStage()) == _hash("surrogate", before)
+    cosine = dataclasses.replace(SurrogateStage(), lr_schedule="cosine")
+    assert _hash("surrogate", cosine) != _hash("surrogate", before)

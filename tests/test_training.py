@@ -11,7 +11,8 @@ from sptf_ray.models import SPTF, SPTFConfig, Surrogate, SurrogateConfig
 from sptf_ray.training.data import (SurrogateBatcher, build_sptf_arrays, fit_forcing_normalizer, fit_sptf_normalizers,
                                     iterate_batches, load_site_samples, read_surrogate_arrays, shard_paths)
 from sptf_ray.training.loops import (SPTFContext, evaluate_sptf, evaluate_surrogate, load_checkpoint, save_checkpoint,
-                                     seed_everything, train_sptf_epoch, train_surrogate_epoch)
+                                     scheduled_lr, seed_everything, set_lr, train_sptf_epoch,
+                                     train_surrogate_epoch)
 
 from training_helpers import write_shards, write_site_dataset
 
@@ -41,7 +42,7 @@ def sptf_setup(data, surrogate_arrays):
     return arrays, train, daily_norm, static_norm, surrogate_arrays[0]
 
 
-def _surrogate_run(arrays, epochs, seed=0, resume_from=None, ckpt=None):
+def _surrogate_run(arrays, epochs, seed=0, resume_from=None, ckpt=None, schedule="constant", planned=None):
     seed_everything(seed)
     model = Surrogate(SurrogateConfig(hidden_size=12))
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -50,6 +51,7 @@ def _surrogate_run(arrays, epochs, seed=0, resume_from=None, ckpt=None):
         start = load_checkpoint(resume_from, model, opt)["epoch"] + 1
     history = []
     for epoch in range(start, epochs):
+        set_lr(opt, scheduled_lr(1e-2, epoch, planned or epochs, schedule))
         m = train_surrogate_epoch(model, iterate_batches(arrays["train"], 8, shuffle=True, seed=seed * 1000 + epoch),
                                   opt)
         v = evaluate_surrogate(model, iterate_batches(arrays["val"], 16))
@@ -65,15 +67,37 @@ def test_surrogate_training_lowers_loss(surrogate_arrays):
     assert hist[-1][0] < hist[0][0] * 0.7, hist
 
 
-def test_checkpoint_resume_continues_the_same_run(surrogate_arrays, tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_checkpoint_resume_continues_the_same_run(surrogate_arrays, tmp_path, schedule):
     _, arrays = surrogate_arrays
-    _, full = _surrogate_run(arrays, epochs=4)
+    _, full = _surrogate_run(arrays, epochs=4, schedule=schedule)
     ckpt = str(tmp_path / "ckpt.pt")
-    _surrogate_run(arrays, epochs=2, ckpt=ckpt)  # "stopped" after epoch 1
+    _surrogate_run(arrays, epochs=2, ckpt=ckpt, schedule=schedule, planned=4)  # "stopped" after epoch 1
     state = torch.load(ckpt, weights_only=True)
     assert state["epoch"] == 1 and "rng" in state and state["optimizer"]["state"]
-    _, rest = _surrogate_run(arrays, epochs=4, resume_from=ckpt)
+    _, rest = _surrogate_run(arrays, epochs=4, resume_from=ckpt, schedule=schedule)
     np.testing.assert_allclose(np.array(rest), np.array(full[2:]), rtol=1e-5)
+
+
+def test_cosine_schedule_falls_from_lr_to_its_final_fraction():
+    lrs = [scheduled_lr(1e-3, e, 11, "cosine", 0.05) for e in range(11)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(5e-5)
+    assert lrs[5] == pytest.approx(0.5 * (1e-3 + 5e-5))  # the half-way point of a cosine
+    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert {scheduled_lr(1e-3, e, 11) for e in range(11)} == {1e-3}
+    with pytest.raises(ValueError, match="schedule"):
+        scheduled_lr(1e-3, 0, 11, "step")
+
+
+def test_train_config_rejects_a_bad_schedule():
+    from sptf_ray.config import load_config
+    from sptf_ray.training.ray_train import SurrogateTrainConfig
+
+    base = {"storage_path": "/s", "name": "n", "data": "/d"}
+    with pytest.raises(ValueError, match="lr_schedule"):
+        load_config(SurrogateTrainConfig, {**base, "lr_schedule": "linear"})
+    with pytest.raises(ValueError, match="lr_final_fraction"):
+        load_config(SurrogateTrainConfig, {**base, "lr_schedule": "cosine", "lr_final_fraction": 0.0})
 
 
 def test_sptf_trains_through_frozen_surrogate(sptf_setup):
@@ -132,7 +156,7 @@ def ray_runs(ray_session, data, tmp_path_factory):
                            "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 12}, "max_failures": 1,
                            "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
     sptf = train_sptf({"data": data["sites"], "surrogate": sur.bundle, "storage_path": store, "name": "sptf-1",
-                       "epochs": 2, "batch_size": 8, "lr": 1e-2, "network": {"hidden_size": 8},
+                       "epochs": 2, "batch_size": 8, "lr": 1e-2, "lr_schedule": "cosine", "network": {"hidden_size": 8},
                        "scaling": {"num_workers": 1, "cpus_per_worker": 0.5}})
     return {"store": store, "surrogate": sur, "sptf": sptf}
 
@@ -185,6 +209,7 @@ def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path
 
     sptf = ray_runs["sptf"]
     assert [m["epoch"] for m in sptf.history] == [0, 1]
+    np.testing.assert_allclose([m["lr"] for m in sptf.history], [1e-2, 1e-4])  # cosine over the 2 epochs
     assert sptf.best_metrics["val_loss"] == min(m["val_loss"] for m in sptf.history)
     b = load_bundle(sptf.bundle)
     assert b.kind == "sptf" and b.surrogate is not None and b.surrogate.kind == "surrogate"
@@ -192,7 +217,7 @@ def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path
     # same name + storage path through the CLI: the run resumes and trains only the new epoch
     rc = main(["train-sptf", "--data", data["sites"], "--surrogate", ray_runs["surrogate"].bundle,
                "--out", ray_runs["store"], "--name", "sptf-1", "--epochs", "3", "--batch-size", "8", "--lr", "1e-2",
-               "--hidden", "8", "--cpus-per-worker", "0.5"])
+               "--hidden", "8", "--cpus-per-worker", "0.5", "--lr-schedule", "cosine"])
     assert rc == 0
     lines = storage.read_text(storage.join(ray_runs["store"], "sptf-1", "metrics.jsonl")).splitlines()
     hist = [__import__("json").loads(x) for x in lines]

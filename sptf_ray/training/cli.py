@@ -12,6 +12,9 @@ def _common(p, default_name):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+                   help="cosine: the rate falls to lr x --lr-final-fraction by the last epoch")
+    p.add_argument("--lr-final-fraction", type=float)
     p.add_argument("--hidden", type=int, help="LSTM hidden size")
     p.add_argument("--model", choices=("vgm", "fxw"))
     p.add_argument("--seed", type=int)
@@ -62,7 +65,8 @@ def add_parser(subparsers) -> None:
 def _overrides(args) -> dict:
     o: dict = {}
     for flag, key in (("out", "storage_path"), ("name", "name"), ("epochs", "epochs"), ("batch_size", "batch_size"),
-                      ("lr", "lr"), ("seed", "seed"), ("max_failures", "max_failures"), ("data", "data"),
+                      ("lr", "lr"), ("lr_schedule", "lr_schedule"), ("lr_final_fraction", "lr_final_fraction"),
+                      ("seed", "seed"), ("max_failures", "max_failures"), ("data", "data"),
                       ("surrogate", "surrogate"), ("seq_len", "seq_len")):
         v = getattr(args, flag, None)
         if v is not None:

@@ -57,6 +57,15 @@ class ScalingArgs:
         return ScalingConfig(num_workers=self.num_workers, use_gpu=self.use_gpu, resources_per_worker=resources)
 
 
+def _check_schedule(schedule: str, final_fraction: float) -> None:
+    from sptf_ray.training.loops import LR_SCHEDULES
+
+    if schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {schedule!r}")
+    if not 0.0 < final_fraction <= 1.0:
+        raise ValueError(f"lr_final_fraction must be in (0, 1], got {final_fraction}")
+
+
 @dataclass
 class _RunArgs:
     storage_path: str = ""  # run directories live under it (local path or URI)
@@ -64,6 +73,8 @@ class _RunArgs:
     epochs: int = 10
     batch_size: int = 64
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # or "cosine": lr -> lr * lr_final_fraction over the epochs
+    lr_final_fraction: float = 0.01
     seed: int = 0
     grad_clip: float = 1.0
     max_failures: int = 0
@@ -77,6 +88,7 @@ class _RunArgs:
             raise ValueError("name is required (the run directory under storage_path)")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+        _check_schedule(self.lr_schedule, self.lr_final_fraction)
         if self.max_failures < -1 or self.num_to_keep < 1:
             raise ValueError("max_failures must be >= -1 and num_to_keep >= 1")
 
@@ -206,6 +218,14 @@ def _report(metrics: dict, rank: int, model, optimizer, epoch: int) -> None:
         ray.train.report(metrics, checkpoint=None)
 
 
+def _set_epoch_lr(optimizer, cfg, epoch: int) -> float:
+    from sptf_ray.training.loops import scheduled_lr, set_lr
+
+    lr = scheduled_lr(cfg.lr, epoch, cfg.epochs, cfg.lr_schedule, cfg.lr_final_fraction)
+    set_lr(optimizer, lr)
+    return lr
+
+
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1009 + rank) % 2**31
 
@@ -228,6 +248,7 @@ def _surrogate_loop(config: dict) -> None:
     val_shard = ray.train.get_dataset_shard("val")
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
+        lr = _set_epoch_lr(optimizer, cfg, epoch)
         seed_everything(_epoch_seed(cfg.seed, epoch, rank))
         batches = train_shard.iter_torch_batches(
             batch_size=cfg.batch_size, local_shuffle_buffer_size=cfg.shuffle_buffer or None,
@@ -235,7 +256,7 @@ def _surrogate_loop(config: dict) -> None:
         tr = train_surrogate_epoch(model, batches, optimizer, device, cfg.grad_clip)
         va = evaluate_surrogate(model, val_shard.iter_torch_batches(batch_size=cfg.batch_size), device)
         metrics = {"epoch": epoch, "train_loss": tr["loss"], "n_train": tr["n"] * world, "val_mse": va["mse"],
-                   "val_rmse": va["rmse"], "n_val": va["n"], "epoch_s": time.time() - t0}
+                   "val_rmse": va["rmse"], "n_val": va["n"], "lr": lr, "epoch_s": time.time() - t0}
         _report(metrics, rank, model, optimizer, epoch)
 
 
@@ -377,6 +398,7 @@ def _sptf_loop(config: dict) -> None:
     n = len(train["static"])
     for epoch in range(start, cfg.epochs):
         t0 = time.time()
+        lr = _set_epoch_lr(optimizer, cfg, epoch)
         seed = _epoch_seed(cfg.seed, epoch, 0)
         seed_everything(_epoch_seed(cfg.seed, epoch, rank))
         # every rank gets the same number of samples (DDP needs equal batch counts)
@@ -385,7 +407,7 @@ def _sptf_loop(config: dict) -> None:
         tr = train_sptf_epoch(model, ctx, iterate_batches(mine, cfg.batch_size), optimizer, device, cfg.grad_clip)
         va = evaluate_sptf(model, ctx, iterate_batches(val, cfg.batch_size), device)
         metrics = {"epoch": epoch, "train_loss": tr["loss"], "n_train": tr["n"] * world, "val_loss": va["loss"],
-                   "val_rmse": va["rmse"], "n_val": va["n"], "epoch_s": time.time() - t0}
+                   "val_rmse": va["rmse"], "n_val": va["n"], "lr": lr, "epoch_s": time.time() - t0}
         _report(metrics, rank, model, optimizer, epoch)
 
 
