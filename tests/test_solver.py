@@ -154,7 +154,8 @@ def test_bulk_budget_cuts_a_crawling_run(reference_runs):
     cut = simulate("vgm", case[VGM_COLS].to_numpy(float), precip, pet, lai,
                    config=bulk_config(k_linear_head=1e-3), raise_on_failure=False)
     assert not cut.ok[0] and cut.status[0] & STATUS_STEP_LIMIT
-    assert "step" in " ".join(cut.messages) and np.isnan(cut.swc[0, -1])
+    message = " ".join(cut.messages)  # the step or the iteration budget, whichever it meets first
+    assert ("time steps" in message or "solver iterations" in message) and np.isnan(cut.swc[0, -1])
     assert SolverConfig().max_steps_per_day > BULK_STEPS_PER_DAY == bulk_config().max_steps_per_day
     steps = {c.case_id: int(reference_runs[c.case_id][0].n_steps[reference_runs[c.case_id][1]]) for c in CASES.itertuples()}
     days = CASES.set_index("case_id").days
@@ -473,6 +474,31 @@ NEAR_STEP_VGM = {
     "dataset_sim3468": (0.0938800498843193, 0.6173099875450134, 0.006324263755232096, 6.945164680480957,
                         99.19957733154297, -1427.257568359375),
 }
+
+
+# Built by a 24,576-set VGM surrogate set (seed 1, shard 10, row 77, site-forced): below dt_min,
+# 2,314 steps but over 1 M iterations in 285 days; before the iteration budget it held its shard
+# for more than 17 minutes under the step budget alone.
+ITERATION_CRAWLER_VGM = (0.12117137014865875, 0.47508421540260315, 0.007261073216795921, 6.082269668579102,
+                         2.8698623180389404, -1457.762939453125)
+
+
+def test_bulk_iteration_budget_cuts_a_run_that_crawls_within_the_step_budget():
+    from sptf_ray.physics import BULK_ITERATIONS_PER_DAY, BULK_STEPS_PER_DAY, STATUS_STEP_LIMIT, bulk_config
+
+    forcing = pd.read_csv(DATA.parent / "near_step_vgm_forcing.csv")
+    year = forcing[forcing.case == "dataset_seed1_sim2637"].sort_values("day")
+    days = len(year)
+    cut = simulate("vgm", np.array(ITERATION_CRAWLER_VGM), year.precip_cm.to_numpy(), year.pet_cm.to_numpy(),
+                   year.lai.to_numpy(), config=bulk_config(), raise_on_failure=False)
+    assert cut.status[0] & STATUS_STEP_LIMIT and not cut.ok[0]
+    assert "solver iterations" in " ".join(cut.messages)
+    assert cut.n_steps[0] < BULK_STEPS_PER_DAY * days  # the step budget alone would not have cut it
+    # one step's retries may overrun the budget, but not by more than a step's worth
+    assert BULK_ITERATIONS_PER_DAY * days <= cut.n_iterations[0] < BULK_ITERATIONS_PER_DAY * days + 20_000
+    last = int(np.flatnonzero(np.isfinite(cut.swc[0]))[-1])
+    assert last < days - 1 and np.isnan(cut.swc[0, last + 1:]).all()
+    assert SolverConfig().max_iterations_per_day > BULK_ITERATIONS_PER_DAY == bulk_config().max_iterations_per_day
 
 
 def test_near_step_vgm_sets_complete_without_going_below_dt_min():

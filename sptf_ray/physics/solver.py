@@ -43,7 +43,7 @@ _HEAD_DRY = 2  # surface held at hA: evaporation is limited by the soil
 STATUS_OK = 0
 STATUS_BELOW_DT_MIN = 1  # needed steps below dt_min to converge (result valid)
 STATUS_FAILED = 2  # no convergence even at the step floor: days after the failure are NaN
-STATUS_STEP_LIMIT = 4  # step budget (max_steps, max_steps_per_day) exhausted: days after that are NaN
+STATUS_STEP_LIMIT = 4  # work budget (steps or iterations per simulated day) exhausted: days after that are NaN
 
 # Indices into the per-day flux output.
 DAILY_FLUXES = ("infiltration", "runoff", "evaporation", "transpiration", "drainage")
@@ -102,6 +102,12 @@ class SolverConfig:
     # slowest runs that complete (fine VGM soils saturated by storms) take up to ~2,000, for up
     # to a minute. Bulk producers pass BULK_STEPS_PER_DAY instead (`bulk_config`).
     max_steps_per_day: int = 5000
+    # ... and after this many solver iterations per simulated day on average: a step at dt_min
+    # may take 10 x max_iter iterations and retry below it, so the step budget alone does not
+    # bound a run's time (a near-step VGM set crawled for > 17 min on 2,314 steps, 1.1 M
+    # iterations by day 285). Completed runs of the benchmark's surrogate set take a median of
+    # 13 (FXW-M3) to 31 (VGM) and at most ~410 per day. Bulk: BULK_ITERATIONS_PER_DAY.
+    max_iterations_per_day: int = 100_000
 
     def __post_init__(self):
         object.__setattr__(self, "obs_depths", tuple(float(d) for d in np.atleast_1d(self.obs_depths)))
@@ -133,8 +139,8 @@ class SolverConfig:
             raise ValueError(f"bottom must be 'free_drainage' or 'head', got {self.bottom!r}")
         if not (self.max_iter >= 2 and self.iter_grow < self.iter_shrink <= self.max_iter):
             raise ValueError("need 2 <= max_iter and iter_grow < iter_shrink <= max_iter")
-        if self.max_steps < 1 or self.max_steps_per_day < 1:
-            raise ValueError("max_steps and max_steps_per_day must be >= 1")
+        if self.max_steps < 1 or self.max_steps_per_day < 1 or self.max_iterations_per_day < 1:
+            raise ValueError("max_steps, max_steps_per_day and max_iterations_per_day must be >= 1")
         if not (self.dt_grow >= 1.0 and 0 < self.dt_shrink < 1.0):
             raise ValueError("need dt_grow >= 1 and 0 < dt_shrink < 1")
 
@@ -627,7 +633,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
     k_ext = cfg_f[8]
     dt_init, dt_min, dt_max = cfg_f[9], cfg_f[10], cfg_f[11]
     dt_grow, dt_shrink, dtheta_max = cfg_f[12], cfg_f[13], cfg_f[14]
-    iter_grow, iter_shrink, max_steps = cfg_i[2], cfg_i[3], cfg_i[4]
+    iter_grow, iter_shrink, max_steps, max_iters = cfg_i[2], cfg_i[3], cfg_i[4], cfg_i[8]
 
     h = h_init.copy()
     th = np.empty(n)
@@ -736,7 +742,7 @@ def _simulate_one(code, params, precip, pet, lai, depths, h_init, obs_idx, obs_w
                 break
             mode = new_mode
             steps += 1
-            if steps >= max_steps:
+            if steps >= max_steps or iters >= max_iters:
                 status |= STATUS_STEP_LIMIT
                 failed_day = day
                 break
@@ -823,20 +829,27 @@ def _simulate_batch(code, params, precip, pet, lai, depths, h_init, obs_idx, obs
 # network, inversion): a run that crawls past it is cut, reported and dropped (or scored +inf),
 # so one parameter set cannot hold a shard or an inversion for a minute.
 BULK_STEPS_PER_DAY = 300
+BULK_ITERATIONS_PER_DAY = 3000
 
 
 def bulk_config(**overrides) -> SolverConfig:
-    """SolverConfig with the bulk step budget (BULK_STEPS_PER_DAY), other fields as given."""
-    return SolverConfig(**{"max_steps_per_day": BULK_STEPS_PER_DAY, **overrides})
+    """SolverConfig with the bulk work budget (BULK_STEPS_PER_DAY, BULK_ITERATIONS_PER_DAY)."""
+    return SolverConfig(**{"max_steps_per_day": BULK_STEPS_PER_DAY,
+                           "max_iterations_per_day": BULK_ITERATIONS_PER_DAY, **overrides})
 
 
 def _step_budget(cfg: SolverConfig, n_days: int) -> int:
     return int(min(cfg.max_steps, cfg.max_steps_per_day * max(n_days, 1)))
 
 
+def _iteration_budget(cfg: SolverConfig, n_days: int) -> int:
+    return int(cfg.max_iterations_per_day * max(n_days, 1))
+
+
 def _config_arrays(cfg: SolverConfig, n_days: int):
     cfg_i = np.array([cfg.max_iter, 1 if cfg.bottom == "head" else 0, cfg.iter_grow, cfg.iter_shrink,
-                      _step_budget(cfg, n_days), cfg.relax_after, cfg.table_points, cfg.newton_after],
+                      _step_budget(cfg, n_days), cfg.relax_after, cfg.table_points, cfg.newton_after,
+                      _iteration_budget(cfg, n_days)],
                      dtype=np.int64)
     cfg_f = np.array([cfg.theta_tol, cfg.head_tol, cfg.capacity_floor, cfg.surface_head_max, cfg.surface_head_min,
                       cfg.uptake_exponent, cfg.bottom_head, cfg.root_depth, cfg.extinction_coef, cfg.dt_init,
@@ -894,6 +907,12 @@ def simulate(model, params, precip, pet, lai, config: SolverConfig | None = None
     return result
 
 
+def _budget_message(cfg: SolverConfig, n_days: int, stats) -> str:
+    if stats[_ST_STEPS] >= _step_budget(cfg, n_days):
+        return f"more than {_step_budget(cfg, n_days)} time steps"
+    return f"more than {_iteration_budget(cfg, n_days)} solver iterations"
+
+
 def _make_result(cfg, out_swc, out_daily, out_stats, out_h, pet, lai):
     status = out_stats[:, _ST_STATUS].astype(np.int64)
     failed_day = out_stats[:, _ST_FAIL_DAY].astype(np.int64)
@@ -904,7 +923,7 @@ def _make_result(cfg, out_swc, out_daily, out_stats, out_h, pet, lai):
     messages = []
     for b in np.flatnonzero(status & (STATUS_FAILED | STATUS_STEP_LIMIT)):
         why = ("no convergence even at a time step of 1e-10 d" if status[b] & STATUS_FAILED
-               else f"more than {_step_budget(cfg, out_swc.shape[1])} time steps")
+               else _budget_message(cfg, out_swc.shape[1], out_stats[b]))
         messages.append(f"simulation {b}: {why} on day {failed_day[b] + 1}; later days are NaN")
     return SimulationResult(
         swc=out_swc[:, :, 0],
