@@ -1,0 +1,132 @@
+"""The surrogate's acceptance test (paper 2.2.2: validation MSE < 1e-4) on CPU, issue 6.
+
+Trains a surrogate with configs/surrogate_target.yaml (or scores an existing bundle with
+--bundle) on a surrogate set, then reports:
+
+- validation MSE of the best-on-validation checkpoint (the paper's criterion) and the epoch
+  at which it first fell below 1e-4;
+- MSE on the set's held-out test simulations (never read in training), next to the variance
+  of SWC there (the MSE of always predicting the mean);
+- with --network (a virtual network, e.g. the benchmark run's `network/`): RMSE against the
+  numba solver on the test sites' target-year forcing with their true parameters.
+
+Exit 1 when validation MSE is not below 1e-4.
+
+    sptf run configs/benchmark.yaml --out RUN --stop-after dataset
+    python benchmarks/surrogate.py --data RUN/dataset --network RUN/network [--out DIR] [--model vgm]
+
+Measured here (2 cores, 2026-12-05, one core each while another training shared the machine):
+benchmark surrogate set (VGM: 1,823 training / 256 validation simulations of 365 days), 128
+hidden, 150 epochs: 1,276 s of epochs (8.5 s each), best validation MSE 5.6e-5 (epoch 146; first
+below 1e-4 at epoch 101). 64 hidden over 60 epochs: 2.0e-4; 128 over 60: 1.6e-4.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from training import heldout_mse, surrogate_vs_solver  # noqa: E402  (benchmarks/training.py)
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET_CONFIG = os.path.join(REPO, "configs", "surrogate_target.yaml")
+PAPER_VAL_MSE = 1e-4
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", required=True, help="surrogate set (directory of shard-*.parquet)")
+    p.add_argument("--network", help="virtual network directory: adds RMSE vs the solver on its test sites")
+    p.add_argument("--bundle", help="score this surrogate bundle instead of training one")
+    p.add_argument("--config", default=TARGET_CONFIG, help="training config (default %(default)s)")
+    p.add_argument("--model", choices=("vgm", "fxw"), help="override the config's model")
+    p.add_argument("--epochs", type=int, help="override the config's epochs")
+    p.add_argument("--out", help="storage path of the training run (default: a temporary directory)")
+    p.add_argument("--split-seed", type=int, default=0, help="the network's site split seed (default 0)")
+    return p.parse_args(argv)
+
+
+def train(args) -> tuple[str, float]:
+    from sptf_ray import storage
+    from sptf_ray.config import parse_yaml
+    from sptf_ray.training.cli import ensure_ray
+    from sptf_ray.training.ray_train import train_surrogate
+
+    cfg = parse_yaml(storage.read_text(args.config)) or {}
+    cfg.update(data=args.data, storage_path=args.out or tempfile.mkdtemp(prefix="sptf-bench-sur-"))
+    if args.model:
+        cfg["network"] = {**cfg.get("network", {}), "model": args.model}
+    if args.epochs:
+        cfg["epochs"] = args.epochs
+    ensure_ray()
+    t0 = time.perf_counter()
+    outcome = train_surrogate(cfg)
+    return outcome.bundle, time.perf_counter() - t0
+
+
+def test_site_forcing(network: str, model: str, split_seed: int):
+    """True parameters of `model` and target-year forcing of the network's test (or val) samples."""
+    from sptf_ray import storage
+    from sptf_ray.data.network import TRUTH_FILE, truth_parameters
+    from sptf_ray.training.data import build_sptf_arrays, load_site_samples
+
+    static, daily, samples = load_site_samples(network, split_seed)
+    split = "test" if (samples["split"] == "test").any() else "val"
+    arrays = build_sptf_arrays(static, daily, samples[samples["split"] == split])
+    truth = storage.read_parquet(storage.join(network, TRUTH_FILE)).astype({"site_id": str})
+    site_truth = truth.set_index("site_id").loc[arrays.site_id.astype(str)].reset_index()
+    return truth_parameters(site_truth.assign(truth_model=model)), arrays.target_forcing, split, len(arrays)
+
+
+def run_history(bundle_uri: str) -> list[dict]:
+    """The per-epoch metrics of the run the bundle came from (its parent directory), if there."""
+    import json
+
+    from sptf_ray import storage
+    from sptf_ray.training.ray_train import METRICS_FILE
+
+    uri = storage.join(os.path.dirname(bundle_uri.rstrip("/")), METRICS_FILE)
+    if not storage.exists(uri):
+        return []
+    return [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
+
+
+def first_epoch_below(history, threshold: float):
+    return next((int(m["epoch"]) for m in history if m.get("val_mse", math.inf) < threshold), None)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    from sptf_ray.training.bundle import load_bundle
+
+    bundle_uri, train_s = (args.bundle, math.nan) if args.bundle else train(args)
+    bundle = load_bundle(bundle_uri)
+    model = bundle.network_config.model
+    val_mse = float(bundle.metrics.get("val_mse", math.nan))
+    history = run_history(bundle_uri)
+    held = heldout_mse(bundle, args.data)
+    print(f"\nsurrogate {model}, hidden {bundle.network_config.hidden_size}: {bundle_uri}")
+    if not math.isnan(train_s):
+        print(f"training wall time {train_s:.0f} s")
+    below = first_epoch_below(history, PAPER_VAL_MSE)
+    print(f"validation MSE (best checkpoint) {val_mse:.3g}; first below {PAPER_VAL_MSE:g} at epoch "
+          f"{below if below is not None else '-'}")
+    print(f"held-out test simulations: MSE {held['mse']:.3g} (n {held['n']}; SWC variance {held['swc_var']:.3g})")
+    if args.network:
+        params, forcing, split, n = test_site_forcing(args.network, model, args.split_seed)
+        vs = surrogate_vs_solver(bundle_uri, model, params, forcing)
+        print(f"vs the numba solver on the {split} sites' target years ({n} site-years, true parameters, "
+              f"{vs['clipped']} clipped to the training range): RMSE {vs['rmse']:.4f}")
+    met = val_mse < PAPER_VAL_MSE
+    print(f"target: validation MSE < {PAPER_VAL_MSE:g}: {val_mse:.3g} {'OK' if met else 'MISSED'}")
+    return 0 if met else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
