@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training import heldout_mse, surrogate_vs_solver  # noqa: E402  (benchmarks/training.py)
+from training import held_out_samples, heldout_mse, surrogate_vs_solver, true_parameters_of  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET_CONFIG = os.path.join(REPO, "configs", "surrogate_target.yaml")
@@ -73,31 +73,11 @@ def train(args) -> tuple[str, float]:
     return outcome.bundle, time.perf_counter() - t0
 
 
-def test_site_forcing(network: str, model: str, split_seed: int):
-    """True parameters of `model` and target-year forcing of the network's test (or val) samples."""
-    from sptf_ray import storage
-    from sptf_ray.data.network import TRUTH_FILE, truth_parameters
-    from sptf_ray.training.data import build_sptf_arrays, load_site_samples
-
-    static, daily, samples = load_site_samples(network, split_seed)
-    split = "test" if (samples["split"] == "test").any() else "val"
-    arrays = build_sptf_arrays(static, daily, samples[samples["split"] == split])
-    truth = storage.read_parquet(storage.join(network, TRUTH_FILE)).astype({"site_id": str})
-    site_truth = truth.set_index("site_id").loc[arrays.site_id.astype(str)].reset_index()
-    return truth_parameters(site_truth.assign(truth_model=model)), arrays.target_forcing, split, len(arrays)
-
-
 def run_history(bundle_uri: str) -> list[dict]:
     """The per-epoch metrics of the run the bundle came from (its parent directory), if there."""
-    import json
+    from sptf_ray.training.ray_train import read_metrics
 
-    from sptf_ray import storage
-    from sptf_ray.training.ray_train import METRICS_FILE
-
-    uri = storage.join(os.path.dirname(bundle_uri.rstrip("/")), METRICS_FILE)
-    if not storage.exists(uri):
-        return []
-    return [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
+    return read_metrics(os.path.dirname(bundle_uri.rstrip("/")))
 
 
 def first_epoch_below(history, threshold: float):
@@ -122,9 +102,9 @@ def main(argv=None) -> int:
           f"{below if below is not None else '-'}")
     print(f"held-out test simulations: MSE {held['mse']:.3g} (n {held['n']}; SWC variance {held['swc_var']:.3g})")
     if args.network:
-        params, forcing, split, n = test_site_forcing(args.network, model, args.split_seed)
-        vs = surrogate_vs_solver(bundle_uri, model, params, forcing)
-        print(f"vs the numba solver on the {split} sites' target years ({n} site-years, true parameters, "
+        arrays, split, truth = held_out_samples(args.network, args.split_seed)
+        vs = surrogate_vs_solver(bundle_uri, model, true_parameters_of(truth, arrays, model), arrays.target_forcing)
+        print(f"vs the numba solver on the {split} sites' target years ({len(arrays)} site-years, true parameters, "
               f"{vs['clipped']} clipped to the training range): RMSE {vs['rmse']:.4f}")
     met = val_mse < PAPER_VAL_MSE
     print(f"target: validation MSE < {PAPER_VAL_MSE:g}: {val_mse:.3g} {'OK' if met else 'MISSED'}")

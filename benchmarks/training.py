@@ -149,16 +149,35 @@ def _predicted_rows(predict_dir: str, model: str, arrays):
     return rows[list(PARAM_NAMES[model])].to_numpy(float)
 
 
+def held_out_samples(network: str, split_seed: int):
+    """(arrays, split, truth): the network's test samples (val when it has no test split) and its truth table."""
+    from sptf_ray import storage
+    from sptf_ray.data.network import TRUTH_FILE
+    from sptf_ray.training.data import build_sptf_arrays, load_site_samples
+
+    static, daily, samples = load_site_samples(network, split_seed)
+    split = "test" if (samples["split"] == "test").any() else "val"
+    arrays = build_sptf_arrays(static, daily, samples[samples["split"] == split])
+    truth = storage.read_parquet(storage.join(network, TRUTH_FILE)).astype({"site_id": str})
+    return arrays, split, truth
+
+
+def true_parameters_of(truth, arrays, model: str):
+    """`model`'s true parameters of each sample's site, Table 1 order."""
+    from sptf_ray.data.network import truth_parameters
+
+    # every virtual site carries both models' true parameters: use this model's, whatever made its SWC
+    site_truth = truth.set_index("site_id").loc[arrays.site_id.astype(str)].reset_index()
+    return truth_parameters(site_truth.assign(truth_model=model))
+
+
 def surrogate_figures(layout, model: str, test_arrays, truth) -> dict:
     from sptf_ray import storage
-    from sptf_ray.data.network import truth_parameters
     from sptf_ray.training.bundle import load_bundle
 
     bundle_uri = storage.join(layout.surrogate_run(model), "bundle")
     bundle = load_bundle(bundle_uri)
-    # every virtual site carries both models' true parameters: use this model's, whatever made its SWC
-    site_truth = truth.set_index("site_id").loc[test_arrays.site_id.astype(str)].reset_index()
-    true_params = truth_parameters(site_truth.assign(truth_model=model))
+    true_params = true_parameters_of(truth, test_arrays, model)
     return {"model": model, "val_mse": float(bundle.metrics.get("val_mse", math.nan)),
             "heldout": heldout_mse(bundle, layout.dataset),
             "true": surrogate_vs_solver(bundle_uri, model, true_params, test_arrays.target_forcing),
@@ -277,9 +296,7 @@ def main(argv=None) -> int:
 
     from sptf_ray import storage
     from sptf_ray.config import load_config
-    from sptf_ray.data.network import TRUTH_FILE
     from sptf_ray.pipeline import PipelineConfig, RunLayout, run_pipeline
-    from sptf_ray.training.data import build_sptf_arrays, load_site_samples
 
     cfg = load_config(PipelineConfig, pipeline_config(args))
     if cfg.sites:
@@ -290,10 +307,7 @@ def main(argv=None) -> int:
     t_stages = time.perf_counter() - t_start
     print(f"\nstages up to predict in {t_stages:.0f} s -> {out}: {actions}")
 
-    static, daily, samples = load_site_samples(layout.network, cfg.split_seed)
-    test_split = "test" if (samples["split"] == "test").any() else "val"
-    test_arrays = build_sptf_arrays(static, daily, samples[samples["split"] == test_split])
-    truth = storage.read_parquet(storage.join(layout.network, TRUTH_FILE)).astype({"site_id": str})
+    test_arrays, test_split, truth = held_out_samples(layout.network, cfg.split_seed)
     test_sites = set(test_arrays.site_id.astype(str))
     print(f"{test_split} split: {len(test_sites)} sites, {len(test_arrays)} (historical, target) samples")
 

@@ -145,7 +145,7 @@ class TrainOutcome:
 
 
 # ------------------------------------------------------------------------------ callback
-def _read_metrics(run_dir) -> list[dict]:
+def read_metrics(run_dir) -> list[dict]:
     uri = storage.join(run_dir, METRICS_FILE)
     if not storage.exists(uri):
         return []
@@ -165,7 +165,7 @@ def _make_metrics_callback(run_dir: str, label: str):
             m = dict(metrics[0]) if metrics else {}
             if "epoch" not in m:
                 return
-            rows = [r for r in _read_metrics(run_dir) if r.get("epoch", -1) < m["epoch"]]
+            rows = [r for r in read_metrics(run_dir) if r.get("epoch", -1) < m["epoch"]]
             rows.append(m)
             storage.atomic_write_text(storage.join(run_dir, METRICS_FILE),
                                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
@@ -349,7 +349,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
     model = _load_ckpt_model(Surrogate(cfg.network), ckpt)
     bundle = storage.join(cfg.run_dir, "bundle")
     write_bundle(bundle, "surrogate", model, {"forcing": forcing_norm}, config_to_dict(cfg), best)
-    return TrainOutcome(cfg.run_dir, bundle, best, _read_metrics(cfg.run_dir))
+    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir))
 
 
 def _require_validation_sims(cfg, paths) -> None:
@@ -458,4 +458,4 @@ def train_sptf(config, callbacks=None) -> TrainOutcome:
     bundle = storage.join(cfg.run_dir, "bundle")
     normalization = {k: load_config(Normalizer, v) for k, v in norms.items()}
     write_bundle(bundle, "sptf", model, normalization, config_to_dict(cfg), best, surrogate_uri=cfg.surrogate)
-    return TrainOutcome(cfg.run_dir, bundle, best, _read_metrics(cfg.run_dir))
+    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir))
