@@ -261,6 +261,17 @@ def _hash(*parts) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _dataset_hash(ds_cfg, h_site_data: Optional[str], recorded: Optional[str]) -> str:
+    """The dataset stage's digest. When the set is forced by the run's site data, free of where that
+    data lies (h_site_data hashes what it holds), so a run directory that is moved or copied still
+    resumes. Run directories made before 2026-12-05 recorded the digest with the site path in it:
+    that one is kept where it is the one recorded, so they do not redo every stage from here on."""
+    with_path = _hash("dataset", ds_cfg, h_site_data)
+    if h_site_data is None or recorded == with_path:  # a path set by hand has no content hash: keep it
+        return with_path
+    return _hash("dataset", dataclasses.replace(ds_cfg, sites=None), h_site_data)
+
+
 def _ensure_ray(cfg: RayInit) -> bool:
     """Join or start Ray; True when this call started it (and should shut it down)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -355,7 +366,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         ds_cfg = cfg.dataset
         if cfg.dataset_site_forcing:
             ds_cfg = dataclasses.replace(ds_cfg, sites=data)
-        h_ds = _hash("dataset", ds_cfg, h_data if cfg.dataset_site_forcing else None)
+        h_ds = _dataset_hash(ds_cfg, h_data if cfg.dataset_site_forcing else None, state.get("dataset").get("hash"))
         stage("dataset", h_ds, lambda: storage.verify_manifest(layout.dataset),
               lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset)
         if last < 2:

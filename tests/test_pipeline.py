@@ -94,3 +94,27 @@ def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
     assert _hash("surrogate", SurrogateStage()) == _hash("surrogate", before)
     cosine = dataclasses.replace(SurrogateStage(), lr_schedule="cosine")
     assert _hash("surrogate", cosine) != _hash("surrogate", before)
+
+
+def test_a_moved_run_directory_resumes(ray_session, tmp_path):
+    """The site-forced surrogate set is hashed by what the site data holds, not where it lies."""
+    forced = {**TINY, "dataset_site_forcing": True, "dataset": {**TINY["dataset"], "per_shard": 8}}
+    first = run_pipeline(forced, str(tmp_path / "made"), progress=lambda _: None, stop_after="dataset")
+    assert first == {"network": "ran", "dataset": "ran"}
+    (tmp_path / "made").rename(tmp_path / "moved")
+    again = run_pipeline(forced, str(tmp_path / "moved"), progress=lambda _: None, stop_after="dataset")
+    assert again == {"network": "skipped", "dataset": "skipped"}, again
+
+
+def test_a_run_made_when_the_site_path_was_hashed_keeps_its_digest():
+    from sptf_ray.dataset.build import DatasetConfig
+    from sptf_ray.pipeline import _dataset_hash, _hash
+
+    here, there = DatasetConfig(sites="/runs/a/network"), DatasetConfig(sites="/runs/b/network")
+    site_data = _hash("network", {"n_sites": 3})
+    assert _dataset_hash(here, site_data, None) == _dataset_hash(there, site_data, None)
+    assert _dataset_hash(here, site_data, None) != _dataset_hash(here, _hash("network", {"n_sites": 4}), None)
+    legacy = _hash("dataset", here, site_data)
+    assert _dataset_hash(here, site_data, legacy) == legacy
+    # without site forcing a hand-set path has no content hash standing in for it: it stays hashed
+    assert _dataset_hash(here, None, None) != _dataset_hash(there, None, None)
