@@ -212,6 +212,45 @@ def test_stage_without_ray_resumes_and_refuses_other_configs(small_dataset, tmp_
         run_inversion({**cfg, "sites_per_batch": 0})
 
 
+def test_a_site_whose_every_simulation_fails_does_not_take_its_batch_down(small_dataset, tmp_path, monkeypatch):
+    """Lockstep neighbours of a site the forward model cannot run are kept; the site is named."""
+    import sptf_ray.inverse.job as job
+
+    daily = storage.read_parquet(os.path.join(small_dataset, "daily.parquet"))
+    bad_precip = daily[daily["site_id"] == "S0001"]["precip_cm"].to_numpy()[:365]
+
+    class FailsOneSite(SolverForward):
+        def simulate_batch(self, model, params, precip, pet, lai):
+            swc = super().simulate_batch(model, params, precip, pet, lai)
+            return np.where(np.all(np.atleast_2d(precip) == bad_precip, axis=-1)[:, None], np.nan, swc)
+
+    monkeypatch.setattr(job, "make_forward", lambda spec, num_threads=None: FailsOneSite())
+    out = str(tmp_path / "inv")
+    cfg = {"data": small_dataset, "out": out, "models": ["fxw"], "sceua": FAST, "ray": {"enabled": False},
+           "progress": False, "sites_per_batch": 3}
+    ran = []
+    with pytest.raises(RuntimeError, match=r"1 batch\(es\).*every simulation failed.*'S0001' fxw"):
+        run_inversion(cfg, on_site_done=lambda s, st: ran.append(s["site_id"]))
+    assert ran == ["S0000", "S0002"]
+    assert [os.path.exists(site_file(out, sid)) for sid in ("S0000", "S0001", "S0002")] == [True, False, True]
+    kept = storage.read_parquet(site_file(out, "S0002"))
+    alone = run_inversion({**cfg, "out": str(tmp_path / "alone"), "sites_per_batch": 1,
+                           "sites": ["S0002"]}).drop(columns="seconds")
+    pd.testing.assert_frame_equal(kept.drop(columns="seconds"), alone)  # what it gets alone
+
+
+def test_a_failed_batch_carries_its_finished_sites_across_ray(ray_session):
+    from sptf_ray.inverse.job import BatchFailed
+
+    @ray_session.remote
+    def fails():
+        raise BatchFailed("site 'B' failed", [{"site_id": "A"}])
+
+    with pytest.raises(Exception) as caught:
+        ray_session.get(fails.remote())
+    assert caught.value.cause.summaries == [{"site_id": "A"}] and "site 'B'" in str(caught.value.cause)
+
+
 def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):
     from sptf_ray.cli import main
 

@@ -30,8 +30,8 @@ import pandas as pd
 
 from sptf_ray import storage
 from sptf_ray.config import config_hash, config_to_dict, load_config, save_config
-from sptf_ray.inverse.site import (MODES, SCEUASettings, SiteYear, invert_sites, make_forward, results_frame,
-                                   site_years, validate_site)
+from sptf_ray.inverse.site import (MODES, SCEUASettings, SimulationsFailed, SiteYear, invert_sites, make_forward,
+                                   results_frame, site_years, validate_site)
 from sptf_ray.physics.parameters import MODELS, check_model
 
 CONFIG_FILE = "config.yaml"
@@ -124,16 +124,36 @@ def invert_site_batch(config: InvertConfig, forward, payloads: dict[str, dict]) 
     returns one small summary per site (`seconds`: its share of the batch's wall time)."""
     t0 = time.perf_counter()
     sites = {sid: _unpayload(sid, payload) for sid, payload in payloads.items()}
-    table = invert_sites(sites, forward, models=config.models, modes=config.modes, samples=config.samples,
-                         settings=config.sceua, min_valid_days=config.min_valid_days)
+    failure = None
+    try:
+        table = invert_sites(sites, forward, models=config.models, modes=config.modes, samples=config.samples,
+                             settings=config.sceua, min_valid_days=config.min_valid_days)
+    except SimulationsFailed as exc:  # keep the sites that did run; a site file is only ever complete
+        failure = exc
+        table = results_frame([r.to_row() for r in exc.results if r is not None])
     seconds = (time.perf_counter() - t0) / len(sites)
     summaries = []
     for sid in sites:
+        if failure is not None and sid in failure.failed_sites:
+            continue
         df = table[table["site_id"] == sid].reset_index(drop=True)
         storage.atomic_write_parquet(df, site_file(config.out, sid))
         summaries.append({"site_id": sid, "rows": len(df), "seconds": seconds, "pid": os.getpid(),
                           "failed_simulations": int(df["failed_simulations"].sum())})
+    if failure is not None:
+        raise BatchFailed(str(failure), summaries)
     return summaries
+
+
+class BatchFailed(RuntimeError):
+    """Some sites of a batch failed; `summaries` are the batch's sites that finished (files written)."""
+
+    def __init__(self, message: str, summaries: list[dict]):
+        super().__init__(message)
+        self.summaries = summaries
+
+    def __reduce__(self):  # crosses the Ray boundary with its summaries
+        return (BatchFailed, (str(self), self.summaries))
 
 
 class InversionWorker:
@@ -269,9 +289,16 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
             _run_ray(config, todo, payloads, done, state)
         else:
             forward = make_forward(config.forward)
+            failures = []
             for batch in _batches(todo, config.sites_per_batch):
-                for summary in invert_site_batch(config, forward, {sid: payloads[sid] for sid in batch}):
+                try:
+                    summaries = invert_site_batch(config, forward, {sid: payloads[sid] for sid in batch})
+                except BatchFailed as exc:
+                    failures.append(f"{','.join(batch)}: {exc}")
+                    summaries = exc.summaries
+                for summary in summaries:
                     done(summary)
+            _raise_failures(failures)
 
     frames = [storage.read_parquet(site_file(config.out, sid)) for sid in site_ids]
     table = pd.concat(frames, ignore_index=True) if frames else results_frame([])
@@ -279,6 +306,12 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
     return table
+
+
+def _raise_failures(failures: list[str]) -> None:
+    if failures:
+        raise RuntimeError(f"{len(failures)} batch(es) of sites failed (re-run to retry them; finished sites are "
+                           "kept): " + " | ".join(f[:500] for f in failures[:5]))
 
 
 def _batches(site_ids: list[str], size: int) -> list[list[str]]:
@@ -318,18 +351,17 @@ def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callab
             ready, _ = ray.wait(list(running), num_returns=1)
             ref = ready[0]
             i, batch = running.pop(ref)
+            summaries = []
             try:
                 summaries = ray.get(ref)
             except Exception as exc:  # retries exhausted or a site itself failed
-                failures.append(f"{','.join(batch)}: {type(exc).__name__}: {exc}")
-            else:
-                for summary in summaries:
-                    done(summary)
+                cause = getattr(exc, "cause", exc)
+                failures.append(f"{','.join(batch)}: {type(cause).__name__}: {cause}")
+                summaries = getattr(cause, "summaries", [])
+            for summary in summaries:
+                done(summary)
             submit(i)
-        if failures:
-            raise RuntimeError(f"{len(failures)} batch(es) of sites failed (re-run to retry them; finished sites are "
-                               "kept): "
-                               + " | ".join(f[:500] for f in failures[:5]))
+        _raise_failures(failures)
     finally:
         for a in actors:
             ray.kill(a)

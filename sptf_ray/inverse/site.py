@@ -308,15 +308,32 @@ def invert_tasks(tasks: list[InversionTask], forward: ForwardModel, settings: SC
     Each result is what the task gives alone; its `seconds` is its share of its model's wall time."""
     settings = settings or SCEUASettings()
     settings.validate()
-    results: dict[int, InversionResult] = {}
-    for model in dict.fromkeys(check_model(t.model) for t in tasks):
-        group = [i for i, t in enumerate(tasks) if check_model(t.model) == model]
+    models = [check_model(t.model) for t in tasks]
+    results: dict[int, Optional[InversionResult]] = {}
+    for model in dict.fromkeys(models):
+        group = [i for i, m in enumerate(models) if m == model]
         results.update(zip(group, _invert_model_group(model, [tasks[i] for i in group], forward, settings,
                                                       min_valid_days)))
-    return [results[i] for i in range(len(tasks))]
+    ordered = [results[i] for i in range(len(tasks))]
+    failed = [t for t, r in zip(tasks, ordered) if r is None]
+    if failed:
+        raise SimulationsFailed(failed, ordered)
+    return ordered
 
 
-def _invert_model_group(model, tasks, forward, settings, min_valid_days) -> list[InversionResult]:
+class SimulationsFailed(RuntimeError):
+    """Every simulation of some tasks failed (no parameter set ran through): no best parameters.
+    `results` holds the other tasks' results (None where failed), so lockstep neighbours are kept."""
+
+    def __init__(self, failed: list[InversionTask], results: list[Optional[InversionResult]]):
+        self.failed_sites = sorted({t.calib.site_id for t in failed})
+        self.results = results
+        which = "; ".join(f"site {t.calib.site_id!r} {t.model} ({t.mode}, year {t.calib.year})" for t in failed[:10])
+        super().__init__(f"every simulation failed for {len(failed)} inversion(s): {which} (the forward model "
+                         "returned no finite SWC for any parameter set: check the site's forcing)")
+
+
+def _invert_model_group(model, tasks, forward, settings, min_valid_days) -> list[Optional[InversionResult]]:
     t0 = time.perf_counter()
     for t in tasks:
         t.calib.validate(min_valid_days)
@@ -336,23 +353,27 @@ def _invert_model_group(model, tasks, forward, settings, min_valid_days) -> list
         return [objectives[i].values(s) for i, s in zip(indices, swc)]
 
     found = run_lockstep(searches, evaluate_all)
-    for t, res in zip(tasks, found):
-        if not np.isfinite(res.best_f):
-            raise RuntimeError(f"site {t.calib.site_id!r} {model}: every one of {res.n_evals} simulations failed")
-    best = [o.params(r.best_x[None, :]) for o, r in zip(objectives, found)]
-    sims = _final_runs(forward, model, best, tasks)
+    ok = [k for k, r in enumerate(found) if np.isfinite(r.best_f)]  # the others: every simulation failed
+    best = {k: objectives[k].params(found[k].best_x[None, :])[0] for k in ok}
+    sims = dict(zip(ok, _final_runs(forward, model, [best[k][None, :] for k in ok], [tasks[k] for k in ok])))
     seconds = (time.perf_counter() - t0) / len(tasks)
-    return [InversionResult(
-        site_id=t.calib.site_id, model=model, mode=t.mode, calib_year=t.calib.year, eval_year=t.evaluate.year,
-        params=b[0], objective=float(r.best_f), calib_rmse=rmse(calib_swc, t.calib.swc, t.calib.mask),
-        nse=nse(eval_swc, t.evaluate.swc, t.evaluate.mask), rmse=rmse(eval_swc, t.evaluate.swc, t.evaluate.mask),
-        n_evals=int(r.n_evals), n_failed=o.n_failed, n_loops=int(r.n_loops), reason=r.reason,
-        seconds=seconds, theta_s_upper=u, seed=int(sd), forward=getattr(forward, "name", type(forward).__name__))
-        for t, r, o, b, u, sd, (calib_swc, eval_swc) in zip(tasks, found, objectives, best, uppers, seeds, sims)]
+    name = getattr(forward, "name", type(forward).__name__)
+    results: list[Optional[InversionResult]] = [None] * len(tasks)
+    for k in ok:
+        t, r, (calib_swc, eval_swc) = tasks[k], found[k], sims[k]
+        results[k] = InversionResult(
+            site_id=t.calib.site_id, model=model, mode=t.mode, calib_year=t.calib.year, eval_year=t.evaluate.year,
+            params=best[k], objective=float(r.best_f), calib_rmse=rmse(calib_swc, t.calib.swc, t.calib.mask),
+            nse=nse(eval_swc, t.evaluate.swc, t.evaluate.mask), rmse=rmse(eval_swc, t.evaluate.swc, t.evaluate.mask),
+            n_evals=int(r.n_evals), n_failed=objectives[k].n_failed, n_loops=int(r.n_loops), reason=r.reason,
+            seconds=seconds, theta_s_upper=uppers[k], seed=int(seeds[k]), forward=name)
+    return results
 
 
 def _final_runs(forward, model, best, tasks) -> list[tuple[np.ndarray, np.ndarray]]:
     """Each task's best parameters on its calibration and its evaluation year, in one call."""
+    if not tasks:
+        return []
     years = [y for t in tasks for y in (t.calib, t.evaluate)]
     swc = _forward_rows(forward, model, [b for b in best for _ in range(2)], years)
     return [(swc[2 * k][0], swc[2 * k + 1][0]) for k in range(len(tasks))]
