@@ -17,11 +17,12 @@ Exit 1 when validation MSE is not below 1e-4.
 
 Measured here (2 cores, 2026-12-05, one core each while another training shared the machine):
 benchmark surrogate set (VGM: 1,823 training / 256 validation simulations of 365 days), 128
-hidden, 150 epochs: 1,276 s of epochs (8.5 s each), best validation MSE 5.6e-5 (epoch 146; first
-below 1e-4 at epoch 101), held-out test 9.8e-5, RMSE vs the solver on the test sites' forcing
-0.0062. FXW-M3 (1,849 training): 6.9e-5 (epoch 112), test 6.8e-5, RMSE 0.0061. VGM with cosine
-decay to 3 %: 7.0e-5 (epoch 88), test 1.1e-4. 64 hidden over 60 epochs: 3.1e-4 (RMSE 0.013);
-128 over 60: 1.6e-4.
+hidden, 150 epochs: 1,276 s of epochs (8.5 s each), best validation MSE 5.6e-5 (epoch 147; first
+below 1e-4 at epoch 102), held-out test 9.8e-5, RMSE vs the solver on the test sites' forcing
+0.0062. FXW-M3 (1,849 training): 6.9e-5 (first below 1e-4 at epoch 113), test 6.8e-5, RMSE
+0.0061. VGM with cosine decay to 3 %: 7.0e-5 (first below 1e-4 at epoch 89), test 1.1e-4. 64
+hidden over 60 epochs: 3.1e-4 (RMSE 0.013); 128 over 60: 1.6e-4. Epochs are counted from 1, as
+in the training progress lines (metrics.jsonl's "epoch" is the 0-based index).
 """
 from __future__ import annotations
 
@@ -81,7 +82,8 @@ def run_history(bundle_uri: str) -> list[dict]:
 
 
 def first_epoch_below(history, threshold: float):
-    return next((int(m["epoch"]) for m in history if m.get("val_mse", math.inf) < threshold), None)
+    """The epoch, counted from 1 as the progress lines do, whose validation MSE first fell below."""
+    return next((int(m["epoch"]) + 1 for m in history if m.get("val_mse", math.inf) < threshold), None)
 
 
 def main(argv=None) -> int:
@@ -99,7 +101,7 @@ def main(argv=None) -> int:
         print(f"training wall time {train_s:.0f} s")
     below = first_epoch_below(history, PAPER_VAL_MSE)
     print(f"validation MSE (best checkpoint) {val_mse:.3g}; first below {PAPER_VAL_MSE:g} at epoch "
-          f"{below if below is not None else '-'}")
+          f"{below if below is not None else '-'} of {len(history)}")
     print(f"held-out test simulations: MSE {held['mse']:.3g} (n {held['n']}; SWC variance {held['swc_var']:.3g})")
     if args.network:
         arrays, split, truth = held_out_samples(args.network, args.split_seed)

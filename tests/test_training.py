@@ -146,6 +146,16 @@ def test_surrogate_training_refuses_a_dataset_without_validation_sims(data, tmp_
 
 
 # ------------------------------------------------------------------------------ Ray Train
+def test_metrics_file_keeps_the_epoch_index_and_a_restart_replaces_it(tmp_path, capsys):
+    from sptf_ray.training.ray_train import MetricsCallback, read_metrics
+
+    callback = MetricsCallback(str(tmp_path), "surrogate", 3)
+    for epoch, mse in [(0, 0.5), (1, 0.4), (1, 0.3)]:  # epoch 1 again: after a worker failure
+        callback.after_report(None, [{"epoch": epoch, "val_mse": mse}], None)
+    assert [(m["epoch"], m["val_mse"]) for m in read_metrics(str(tmp_path))] == [(0, 0.5), (1, 0.3)]
+    assert capsys.readouterr().out.splitlines()[-1] == "[surrogate] epoch 2/3: val_mse=0.3"
+
+
 @pytest.fixture(scope="module")
 def ray_runs(ray_session, data, tmp_path_factory):
     """One surrogate and one SPTF Ray Train run (1 worker, 0.5 CPU), shared by the tests below."""

@@ -152,13 +152,14 @@ def read_metrics(run_dir) -> list[dict]:
     return [json.loads(line) for line in storage.read_text(uri).splitlines() if line.strip()]
 
 
-def _make_metrics_callback(run_dir: str, label: str):
+def _make_metrics_callback(run_dir: str, label: str, epochs: int):
     from ray.train import UserCallback
 
     class MetricsCallback(UserCallback):
         """Controller side: append rank 0's metrics to <run_dir>/metrics.jsonl and print progress.
 
-        A restarted epoch (after a worker failure) replaces the lines from that epoch on.
+        A restarted epoch (after a worker failure) replaces the lines from that epoch on. The file's
+        "epoch" is the 0-based index that checkpoints carry; the progress line counts from 1 of `epochs`.
         """
 
         def after_report(self, run_context, metrics, checkpoint):
@@ -171,7 +172,7 @@ def _make_metrics_callback(run_dir: str, label: str):
                                       "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(m.items())
                              if k != "epoch")
-            print(f"[{label}] epoch {m['epoch'] + 1}: {shown}", flush=True)
+            print(f"[{label}] epoch {m['epoch'] + 1}/{epochs}: {shown}", flush=True)
 
     return MetricsCallback()
 
@@ -371,7 +372,7 @@ def _run_config(cfg, score: str, label: str, callbacks=None):
         failure_config=ray.train.FailureConfig(max_failures=cfg.max_failures),
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep, checkpoint_score_attribute=score,
                                                      checkpoint_score_order="min"),
-        callbacks=[_make_metrics_callback(cfg.run_dir, label)] + list(callbacks or []),
+        callbacks=[_make_metrics_callback(cfg.run_dir, label, cfg.epochs)] + list(callbacks or []),
     )
 
 
