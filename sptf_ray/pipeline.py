@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -125,6 +126,7 @@ class PipelineConfig:
     sites: Optional[str] = None  # an ingested site dataset dir; None: build the virtual network
     split_seed: int = 0  # site splits when the data dir has no splits.parquet
     dataset_site_forcing: bool = False  # dataset.sites := the site data (real forcings in the surrogate set)
+    parallel_models: bool = True  # train the models' surrogates (then SPTFs) at the same time, each its own Ray Train run
     stop_after: Optional[str] = None  # run the stages up to this one only
     network: NetworkConfig = field(default_factory=NetworkConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
@@ -230,14 +232,16 @@ def _invert_config(cfg: PipelineConfig, layout: RunLayout, sites: list[str], dat
 class _State:
     def __init__(self, root: str):
         self.uri = storage.join(root, STATE_FILE)
+        self._lock = threading.Lock()
         self.data = json.loads(storage.read_text(self.uri)) if storage.exists(self.uri) else {}
 
     def get(self, stage: str) -> dict:
         return self.data.get(stage, {})
 
     def set(self, stage: str, **values) -> None:
-        self.data[stage] = {**self.data.get(stage, {}), **values}
-        storage.atomic_write_text(self.uri, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
+        with self._lock:  # the models' stages may finish at the same time (parallel_models)
+            self.data[stage] = {**self.data.get(stage, {}), **values}
+            storage.atomic_write_text(self.uri, json.dumps(self.data, indent=2, sort_keys=True) + "\n")
 
 
 # Settings that change how a stage runs, not what it produces: changing them never invalidates output.
@@ -259,6 +263,26 @@ def _hash(*parts) -> str:
     canonical = json.dumps([content(p) for p in parts],
                            sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _for_each_model(models: list[str], run_stage: Callable[[str], None], parallel: bool) -> None:
+    """run_stage(model) for every model; at the same time when `parallel` (threads, as Ray Tune runs
+    trainers: each model's training is its own Ray Train run, and Ray queues it when CPUs are short).
+    Every model runs to its end even when another fails, so a re-run only redoes the failed one."""
+    if not parallel or len(models) < 2:
+        for m in models:
+            run_stage(m)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(len(models), thread_name_prefix="sptf-model")
+    try:
+        errors = [f.exception() for f in [pool.submit(run_stage, m) for m in models]]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)  # Ctrl-C: on to ray.shutdown, which ends the runs
+    failed = [e for e in errors if e is not None]
+    if failed:
+        raise failed[0]
 
 
 def _dataset_hash(ds_cfg, h_site_data: Optional[str], recorded: Optional[str]) -> str:
@@ -374,22 +398,24 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         # 3. surrogates, 4. SPTFs
         from sptf_ray.training.ray_train import train_sptf, train_surrogate
 
-        h_sur = {}
-        for m in cfg.models:
+        h_sur = {m: _hash("surrogate", cfg.surrogate, m, h_ds) for m in cfg.models}
+
+        def surrogate_stage(m):
             sc = _surrogate_config(cfg, layout, m)
-            h_sur[m] = _hash("surrogate", cfg.surrogate, m, h_ds)
-            bundle = storage.join(sc.run_dir, "bundle")
-            stage(f"surrogate-{m}", h_sur[m], lambda b=bundle: storage.verify_manifest(b),
-                  lambda c=sc: train_surrogate(c), sc.run_dir)
+            stage(f"surrogate-{m}", h_sur[m], lambda: storage.verify_manifest(storage.join(sc.run_dir, "bundle")),
+                  lambda: train_surrogate(sc), sc.run_dir)
+
+        _for_each_model(cfg.models, surrogate_stage, cfg.parallel_models)
         if last < 3:
             return actions
-        h_sptf = {}
-        for m in cfg.models:
+        h_sptf = {m: _hash("sptf", cfg.sptf, m, cfg.split_seed, h_sur[m], h_data) for m in cfg.models}
+
+        def sptf_stage(m):
             sc = _sptf_config(cfg, layout, m, data)
-            h_sptf[m] = _hash("sptf", cfg.sptf, m, cfg.split_seed, h_sur[m], h_data)
-            bundle = storage.join(sc.run_dir, "bundle")
-            stage(f"sptf-{m}", h_sptf[m], lambda b=bundle: storage.verify_manifest(b),
-                  lambda c=sc: train_sptf(c), sc.run_dir)
+            stage(f"sptf-{m}", h_sptf[m], lambda: storage.verify_manifest(storage.join(sc.run_dir, "bundle")),
+                  lambda: train_sptf(sc), sc.run_dir)
+
+        _for_each_model(cfg.models, sptf_stage, cfg.parallel_models)
         if last < 4:
             return actions
         # 5. predict

@@ -118,3 +118,36 @@ def test_a_run_made_when_the_site_path_was_hashed_keeps_its_digest():
     assert _dataset_hash(here, site_data, legacy) == legacy
     # without site forcing a hand-set path has no content hash standing in for it: it stays hashed
     assert _dataset_hash(here, None, None) != _dataset_hash(there, None, None)
+
+
+def test_models_run_at_the_same_time_and_one_failing_lets_the_other_finish():
+    import threading
+
+    from sptf_ray.pipeline import _for_each_model
+
+    both_inside = threading.Barrier(2, timeout=20)  # passes only when the two stages overlap
+    finished = []
+
+    def stage(model):
+        both_inside.wait()
+        if model == "fxw":
+            raise RuntimeError("fxw broke")
+        finished.append(model)
+
+    with pytest.raises(RuntimeError, match="fxw broke"):
+        _for_each_model(["vgm", "fxw"], stage, parallel=True)
+    assert finished == ["vgm"]
+    order = []
+    _for_each_model(["vgm", "fxw"], order.append, parallel=False)
+    assert order == ["vgm", "fxw"]
+
+
+def test_two_models_train_side_by_side(ray_session, tmp_path):
+    both = {**TINY, "models": ["vgm", "fxw"], "dataset": {**TINY["dataset"], "model": "both", "per_shard": 48}}
+    log = []
+    actions = run_pipeline(both, str(tmp_path / "run"), progress=log.append, stop_after="surrogate")
+    assert actions == {"network": "ran", "dataset": "ran", "surrogate-vgm": "ran", "surrogate-fxw": "ran"}, actions
+    state = json.loads((tmp_path / "run" / "stages.json").read_text())
+    assert all(state[f"surrogate-{m}"]["status"] == "done" for m in ("vgm", "fxw"))
+    for m in ("vgm", "fxw"):
+        assert storage.verify_manifest(str(tmp_path / "run" / "train" / f"surrogate-{m}" / "bundle"))

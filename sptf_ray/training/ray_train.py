@@ -343,7 +343,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
             dataset_config=ray.train.DataConfig(
                 datasets_to_split=["train"],
                 execution_options=ExecutionOptions(preserve_order=cfg.preserve_order)),
-            run_config=_run_config(cfg, "val_mse", "surrogate", callbacks),
+            run_config=_run_config(cfg, "val_mse", cfg.name, callbacks),
         )
 
     ckpt, best = _fit(factory, cfg, "val_mse")
@@ -451,7 +451,7 @@ def train_sptf(config, callbacks=None) -> TrainOutcome:
             train_loop_config={"cfg": config_to_dict(cfg), "norms": norms, "train": train.tensors(),
                                "val": val.tensors()},
             scaling_config=cfg.scaling.to_ray(),
-            run_config=_run_config(cfg, "val_loss", "sptf", callbacks),
+            run_config=_run_config(cfg, "val_loss", cfg.name, callbacks),
         )
 
     ckpt, best = _fit(factory, cfg, "val_loss")
