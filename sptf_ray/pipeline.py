@@ -249,6 +249,10 @@ _EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "c
 # Settings added after run directories existed, at the value that reproduces the old behaviour:
 # left out of the hash there, so a run made before them still verifies and is not made again.
 _NEUTRAL_LATER_SETTINGS = {"lr_schedule": "constant", "lr_final_fraction": 0.01}
+# Execution settings that were hashed before they were seen to be such: hashed at their old
+# default whatever they are, so run directories made before still verify and moving predict or
+# evaluate to a GPU does not redo a finished stage.
+_HASHED_AS_DEFAULT = {"device": "cpu"}
 
 
 def _hash(*parts) -> str:
@@ -257,7 +261,7 @@ def _hash(*parts) -> str:
     def content(p):
         if not dataclasses.is_dataclass(p):
             return p
-        return {k: v for k, v in config_to_dict(p).items()
+        return {k: _HASHED_AS_DEFAULT.get(k, v) for k, v in config_to_dict(p).items()
                 if k not in _EXECUTION_KEYS and not (k in _NEUTRAL_LATER_SETTINGS and v == _NEUTRAL_LATER_SETTINGS[k])}
 
     canonical = json.dumps([content(p) for p in parts],

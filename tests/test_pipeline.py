@@ -96,6 +96,25 @@ def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
     assert _hash("surrogate", cosine) != _hash("surrogate", before)
 
 
+def test_the_predict_and_evaluate_device_does_not_change_their_stage_hashes():
+    """A run made on CPU keeps its digests (device was hashed then) and a GPU re-run skips them."""
+    import hashlib
+    import json
+
+    from sptf_ray.config import config_to_dict
+    from sptf_ray.pipeline import EvaluateStage, PredictStage, _hash
+
+    def made_before(*parts):  # the digest as it was computed when device counted
+        canonical = json.dumps([config_to_dict(p) if hasattr(p, "__dataclass_fields__") else p for p in parts],
+                               sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    assert _hash("predict", PredictStage(), "h") == made_before("predict", PredictStage(), "h")
+    assert _hash("predict", PredictStage(device="cuda"), "h") == _hash("predict", PredictStage(), "h")
+    assert _hash("evaluate", EvaluateStage(device="cuda:1"), []) == made_before("evaluate", EvaluateStage(), [])
+    assert _hash("evaluate", EvaluateStage(n_timeseries=2), []) != _hash("evaluate", EvaluateStage(), [])
+
+
 def test_a_moved_run_directory_resumes(ray_session, tmp_path):
     """The site-forced surrogate set is hashed by what the site data holds, not where it lies."""
     forced = {**TINY, "dataset_site_forcing": True, "dataset": {**TINY["dataset"], "per_shard": 8}}
