@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -87,6 +89,16 @@ def test_cosine_schedule_falls_from_lr_to_its_final_fraction():
     assert {scheduled_lr(1e-3, e, 11) for e in range(11)} == {1e-3}
     with pytest.raises(ValueError, match="schedule"):
         scheduled_lr(1e-3, 0, 11, "step")
+
+
+def test_the_cli_offers_every_schedule_without_importing_torch():
+    # `sptf --help` stays fast: the schedules live outside the torch loops
+    code = ("import sys, argparse; from sptf_ray.training import cli; p = argparse.ArgumentParser(); "
+            "cli.add_parser(p.add_subparsers(dest='cmd')); assert 'torch' not in sys.modules, 'torch imported'; "
+            "sub = p._subparsers._group_actions[0].choices['train-surrogate']; "
+            "print(','.join(next(a.choices for a in sub._actions if a.dest == 'lr_schedule')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().split(",") == ["constant", "cosine"]
 
 
 def test_train_config_rejects_a_bad_schedule():

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from sptf_ray.training.schedule import LR_SCHEDULES
+
 
 def _common(p, default_name):
     p.add_argument("--config", help="YAML/JSON config (flags below override it)")
@@ -12,7 +14,7 @@ def _common(p, default_name):
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--lr-schedule", choices=("constant", "cosine"),
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES,
                    help="cosine: the rate falls to lr x --lr-final-fraction by the last epoch")
     p.add_argument("--lr-final-fraction", type=float)
     p.add_argument("--hidden", type=int, help="LSTM hidden size")

@@ -17,6 +17,7 @@ from torch import nn
 from sptf_ray import storage
 from sptf_ray.models import Normalizer, freeze, masked_mse, sptf_to_surrogate_unit
 from sptf_ray.models.scaling import surrogate_bounds
+from sptf_ray.training.schedule import LR_SCHEDULES, scheduled_lr
 
 __all__ = ["seed_everything", "LR_SCHEDULES", "scheduled_lr", "set_lr", "train_surrogate_epoch", "evaluate_surrogate", "SPTFContext", "sptf_forward",
            "train_sptf_epoch", "evaluate_sptf", "save_checkpoint", "load_checkpoint", "unwrap"]
@@ -26,24 +27,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-LR_SCHEDULES = ("constant", "cosine")
-
-
-def scheduled_lr(base_lr: float, epoch: int, epochs: int, schedule: str = "constant",
-                 final_fraction: float = 0.01) -> float:
-    """The learning rate of `epoch` (0-based) out of `epochs`.
-
-    A pure function of the epoch, so a resumed run sets the same rate without scheduler state.
-    "cosine" falls from base_lr at the first epoch to base_lr * final_fraction at the last.
-    """
-    if schedule == "constant" or epochs <= 1:
-        return float(base_lr)
-    if schedule != "cosine":
-        raise ValueError(f"lr schedule must be one of {LR_SCHEDULES}, got {schedule!r}")
-    progress = min(max(epoch, 0), epochs - 1) / (epochs - 1)
-    return float(base_lr * (final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + np.cos(np.pi * progress))))
 
 
 def set_lr(optimizer, lr: float) -> None:

@@ -58,7 +58,7 @@ class ScalingArgs:
 
 
 def _check_schedule(schedule: str, final_fraction: float) -> None:
-    from sptf_ray.training.loops import LR_SCHEDULES
+    from sptf_ray.training.schedule import LR_SCHEDULES
 
     if schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {list(LR_SCHEDULES)}, got {schedule!r}")
