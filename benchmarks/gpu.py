@@ -5,7 +5,10 @@ On one surrogate set (and its network's site data), for each device asked for (c
 1. the plain surrogate loop (`train_surrogate_epoch`, no Ray), paper size (256 hidden), the
    same initial weights and batch order on every device: seconds per epoch and validation MSE
    after the last epoch;
-2. the batched surrogate forward pass (inference, one year per simulation): simulations/s;
+2. the batched surrogate forward pass (inference, one year per simulation): simulations/s; and
+   forward + backward through the frozen surrogate as the SPTF trains, the library's path (cuDNN
+   off on cuda, since cuDNN's RNN backward refuses eval mode) against the LSTM in training mode
+   with cuDNN: how much the guard costs, and whether the gradients agree;
 3. Ray Train: `train_surrogate` with ScalingConfig(use_gpu=...) over the same epochs: median
    epoch seconds (`epoch_s` of metrics.jsonl), best validation MSE;
 4. Ray Train: `train_sptf` through the first device's surrogate bundle (one surrogate for all,
@@ -34,7 +37,8 @@ quickstart set's 25 MB), carry `.gpu-kit`, and there, from the repository root:
 
 Measured: not yet on a GPU (no session has had one since this script was written). Here (2
 cores, CPU only, quickstart set, 256 hidden): the plain loop 10.3 s an epoch, the forward pass
-635 simulations/s (512 x 365 days); a CPython 3.12 venv holding only the GPU image's packages
+635 simulations/s (512 x 365 days); forward + backward through the frozen surrogate 153
+simulations/s (64 x 365 days, benchmark set, 2026-12-06); a CPython 3.12 venv holding only the GPU image's packages
 (benchmarks/gpu_image_packages.txt) plus the kit ran every step.
 """
 from __future__ import annotations
@@ -151,6 +155,54 @@ def forward_throughput(arrays, device: str, args, batch: int = 512, repeats: int
     return {"sims_per_s": repeats * n / (time.perf_counter() - t0), "batch": n, "days": int(forcing.shape[1])}
 
 
+def frozen_backward(arrays, device: str, args, batch: int = 64, repeats: int = 3) -> dict:
+    """Forward + backward through the frozen surrogate, as the SPTF trains: the library's path (eval
+    mode, cuDNN off on cuda, `loops._cudnn_guard`) against the LSTM in training mode with cuDNN on
+    (a 1-layer LSTM has no dropout, so the arithmetic is the same; only cuDNN's kernels differ).
+
+    sims_per_s is the library's path; cudnn_gain how many times faster the other is, grad_difference
+    the relative difference of their input gradients (what reaches the SPTF)."""
+    import torch
+
+    from sptf_ray.models import Surrogate, SurrogateConfig, freeze
+    from sptf_ray.training.loops import _cudnn_guard
+
+    torch.manual_seed(0)
+    model = freeze(Surrogate(SurrogateConfig(model=args.model, hidden_size=args.hidden)).to(device))
+    n = min(batch, len(arrays["train"]["params"]))
+    params = torch.as_tensor(arrays["train"]["params"][:n], device=device)
+    forcing = torch.as_tensor(arrays["train"]["forcing"][:n], device=device)
+
+    def guarded():
+        with _cudnn_guard(device):
+            return model(params.requires_grad_(), forcing)
+
+    def with_cudnn():
+        model.lstm.train()
+        try:
+            return model(params.requires_grad_(), forcing)
+        finally:
+            model.lstm.eval()
+
+    rates, grads = {}, {}
+    for name, forward in (("guarded", guarded), ("cudnn", with_cudnn)):
+        params.grad = None
+        forward().square().mean().backward()  # warm-up, and the gradient compared
+        grads[name] = params.grad.detach().clone()
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            forward().square().mean().backward()
+        _sync(device)
+        rates[name] = repeats * n / (time.perf_counter() - t0)
+    scale = grads["guarded"].abs().max().clamp_min(1e-30)
+    return {"sims_per_s": rates["guarded"], "cudnn_sims_per_s": rates["cudnn"],
+            "cudnn_gain": rates["cudnn"] / rates["guarded"],
+            "grad_difference": float((grads["cudnn"] - grads["guarded"]).abs().max() / scale),
+            "grad_max": float(scale),
+            "batch": n, "days": int(forcing.shape[1])}
+
+
 def _steady(epoch_s: list[float]) -> float:
     """Median epoch time without the first (warm-up: allocator, cuDNN plans, numba) when there are more."""
     return statistics.median(epoch_s[1:] if len(epoch_s) > 1 else epoch_s)
@@ -189,7 +241,7 @@ def _tag(device: str) -> str:
 
 
 # ------------------------------------------------------------------------------ report
-METRIC = {"plain surrogate": "val_mse", "surrogate forward": None, "Ray Train surrogate": "val_mse",
+METRIC = {"plain surrogate": "val_mse", "surrogate forward": None, "frozen surrogate backward": None, "Ray Train surrogate": "val_mse",
           "Ray Train SPTF": "val_loss"}
 
 
@@ -224,6 +276,11 @@ def markdown(results: dict, rows: list[dict], header: str) -> str:
         for r in rows:
             diff = "-" if r["metric"] is None else f"{100 * r['relative_difference']:.1f} %{'' if r['ok'] else ' (!)'}"
             lines.append(f"| {r['step']} | {r['device']} | {r['speedup']:.1f}x | {diff} |")
+    for device, r in results.get("frozen surrogate backward", {}).items():
+        same = "" if device.startswith("cuda") else " (off cuda both paths run the same kernels: timing noise)"
+        lines.append(f"\nFrozen surrogate backward [{device}]: the LSTM in training mode with cuDNN runs "
+                     f"{r['cudnn_gain']:.2f}x the library's guarded path (eval mode, cuDNN off on cuda){same}; "
+                     f"input gradients differ by {r['grad_difference']:.1e} of their largest.")
     return "\n".join(lines) + "\n"
 
 
@@ -269,6 +326,7 @@ def main(argv=None) -> int:
         for device in args.devices:
             record("plain surrogate", device, plain_surrogate(arrays, device, args))
             record("surrogate forward", device, forward_throughput(arrays, device, args))
+            record("frozen surrogate backward", device, frozen_backward(arrays, device, args))
     finally:
         torch.set_num_threads(threads)
     if not args.no_ray:

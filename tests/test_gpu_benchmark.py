@@ -51,6 +51,16 @@ def test_the_plain_loop_is_deterministic_so_devices_compare(run_dir):
     assert 0 < first["val_mse"] < 1
 
 
+def test_the_frozen_backward_step_gives_the_sptf_gradients_and_both_paths_agree(run_dir):
+    arrays = gpu.surrogate_arrays(os.path.join(run_dir, "dataset"), "vgm")
+    r = gpu.frozen_backward(arrays, "cpu", SimpleNamespace(model="vgm", hidden=8), batch=16, repeats=1)
+    assert r["sims_per_s"] > 0 and r["cudnn_sims_per_s"] > 0 and r["batch"] == 16
+    # on cpu both paths are the same kernels: any difference is the step comparing the wrong thing
+    assert r["grad_max"] > 0 and r["grad_difference"] == 0.0
+    text = gpu.markdown({"frozen surrogate backward": {"cpu": r}}, [], "header")
+    assert "Frozen surrogate backward [cpu]" in text
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_asking_for_cuda_without_one_is_a_clear_error(run_dir, tmp_path):
     with pytest.raises(SystemExit, match="no CUDA device"):
@@ -68,7 +78,8 @@ def test_the_whole_check_runs_on_cpu_through_ray_train(run_dir, tmp_path, ray_se
                    "--hidden", "8", "--batch-size", "16"])
     assert rc == 0
     results = json.loads((out / "gpu.json").read_text())["results"]
-    assert set(results) == {"plain surrogate", "surrogate forward", "Ray Train surrogate", "Ray Train SPTF"}
+    assert set(results) == {"plain surrogate", "surrogate forward", "frozen surrogate backward", "Ray Train surrogate",
+                            "Ray Train SPTF"}
     assert 0 < results["Ray Train surrogate"]["cpu"]["val_mse"] < 1
     assert results["Ray Train SPTF"]["cpu"]["epoch_s"] > 0
     assert "| Ray Train SPTF | cpu |" in (out / "gpu.md").read_text()
