@@ -4,7 +4,8 @@ Stages: network (or an ingested site dataset, `sites:`) -> dataset -> surrogate 
 predict -> inversion -> evaluate. Layout of DIR:
 
     config.resolved.yaml     the PipelineConfig of the latest invocation
-    stages.json              per stage: the hash of the settings it depends on, status, seconds
+    stages.json              per stage: the hash of the settings it depends on, status, seconds,
+                             a token of what its output holds and of the inputs it was made from
     network/                 virtual network (site dataset + truth.parquet), unless `sites` is given
     dataset/                 surrogate training shards
     train/surrogate-<model>/ Ray Train run (checkpoints, metrics) + bundle/
@@ -13,12 +14,16 @@ predict -> inversion -> evaluate. Layout of DIR:
     inversion/               inversion.parquet (+ per-site files)
     report.md, report.html, figures/, metrics_*.csv, evaluate.manifest.json
 
-A stage is skipped when its output's manifest verifies and `stages.json` records the same
-settings hash (its own section plus everything upstream). An output that verifies but was made
-with other settings is an error naming the directory (never silently reused or overwritten);
-an incomplete output is handed to the stage, which resumes it (shards, Ray Train checkpoints,
-per-site inversion files). Ray: joins `ray.address` or an initialized Ray, else starts a local
-instance (usage stats off) and shuts it down at the end.
+A stage is skipped when its output's manifest verifies, `stages.json` records the same
+settings hash (its own section plus everything upstream), and its inputs hold what they held
+when it ran: each finished stage records a token of what its output holds (a digest of its
+manifest's checksums) and the tokens of its inputs, so when an input is made again with another
+result (its output deleted and retrained, say) everything made from it is made again, never
+reported from the old one; made again with the same result, nothing downstream is redone. An
+output that verifies but was made with other settings is an error naming the directory (never
+silently reused or overwritten); an incomplete output is handed to the stage, which resumes it
+(shards, Ray Train checkpoints, per-site inversion files). Ray: joins `ray.address` or an
+initialized Ray, else starts a local instance (usage stats off) and shuts it down at the end.
 """
 from __future__ import annotations
 
@@ -28,7 +33,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 from sptf_ray import storage
 from sptf_ray.config import config_to_dict, load_config, save_config
@@ -300,6 +305,25 @@ def _dataset_hash(ds_cfg, h_site_data: Optional[str], recorded: Optional[str]) -
     return _hash("dataset", dataclasses.replace(ds_cfg, sites=None), h_site_data)
 
 
+def _inputs_made_again(rec: dict, made_from: dict, ran_now: list[str]) -> list[str]:
+    """The inputs of a stage (its record `rec`) that hold something else than when it ran: their
+    output token differs from the one it recorded. A stage recorded before the tokens has none to
+    compare: for it, the inputs made again in this invocation."""
+    recorded = rec.get("inputs")
+    if recorded is None:
+        return sorted(ran_now)
+    return sorted(u for u, token in made_from.items() if recorded.get(u) != token)
+
+
+def _output_token(manifest_dir: Optional[str]) -> Optional[str]:
+    """What a stage's output holds, as one digest of its manifest's file checksums (not of where it
+    lies or when it was written): a stage made again with the same result keeps its token, so what
+    was made from it stays valid."""
+    if manifest_dir is None:
+        return None
+    return _hash("output", storage.read_manifest(manifest_dir)["files"])
+
+
 def _ensure_ray(cfg: RayInit) -> bool:
     """Join or start Ray; True when this call started it (and should shut it down)."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -343,13 +367,23 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     t_all = time.time()
 
     def stage(name: str, digest: str, done: Callable[[], bool], run: Callable[[], None], where: str,
-              redo_on_change: bool = False) -> None:
+              inputs: Sequence[str] = (), manifest_dir: Optional[str] = None, redo_on_change: bool = False) -> None:
         rec = state.get(name)
+        made_from = {u: state.get(u).get("made") for u in inputs}
+        remade = _inputs_made_again(rec, made_from, [u for u in inputs if actions.get(u) == "ran"])
         complete = done()
-        if complete and rec.get("hash") == digest and rec.get("status") == "done":
+        if complete and rec.get("hash") == digest and rec.get("status") == "done" and not remade:
             progress(f"[run] {name}: skipped ({where} complete)")
             actions[name] = "skipped"
+            if "inputs" not in rec or "made" not in rec:  # a run directory from before the tokens
+                state.set(name, inputs=made_from, made=_output_token(manifest_dir))
             return
+        if remade and rec.get("hash") == digest and storage.exists(where):
+            # same settings, other inputs: out of date rather than a conflict, so no --replace-changed
+            progress(f"[run] {name}: {', '.join(remade)} made again since {where} was made: making it again")
+            if not redo_on_change:
+                storage.remove(where)
+            complete = False
         stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where))
         if stale and not redo_on_change:
             what = "a complete" if complete else "a partial"
@@ -361,11 +395,11 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             storage.remove(where)
         progress(f"[run] {name}: running -> {where}")
         t0 = time.time()
-        state.set(name, hash=digest, status="started")
+        state.set(name, hash=digest, status="started", inputs=made_from, made=None)
         run()
         if not done():
             raise RuntimeError(f"{name} finished but its output {where} does not verify")
-        state.set(name, status="done", seconds=round(time.time() - t0, 1))
+        state.set(name, status="done", seconds=round(time.time() - t0, 1), made=_output_token(manifest_dir))
         actions[name] = "ran"
         progress(f"[run] {name}: done in {time.time() - t0:.0f} s")
 
@@ -385,7 +419,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             h_data = _hash("network", cfg.network)
             stage("network", h_data, lambda: storage.verify_manifest(layout.network),
                   lambda: build_network(cfg.network, layout.network, executor="ray", progress=progress),
-                  layout.network)
+                  layout.network, manifest_dir=layout.network)
         if last < 1:
             return actions
         # 2. dataset
@@ -396,7 +430,8 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             ds_cfg = dataclasses.replace(ds_cfg, sites=data)
         h_ds = _dataset_hash(ds_cfg, h_data if cfg.dataset_site_forcing else None, state.get("dataset").get("hash"))
         stage("dataset", h_ds, lambda: storage.verify_manifest(layout.dataset),
-              lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset)
+              lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset,
+              inputs=["network"] if cfg.dataset_site_forcing else (), manifest_dir=layout.dataset)
         if last < 2:
             return actions
         # 3. surrogates, 4. SPTFs
@@ -406,8 +441,9 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
 
         def surrogate_stage(m):
             sc = _surrogate_config(cfg, layout, m)
-            stage(f"surrogate-{m}", h_sur[m], lambda: storage.verify_manifest(storage.join(sc.run_dir, "bundle")),
-                  lambda: train_surrogate(sc), sc.run_dir)
+            bundle = storage.join(sc.run_dir, "bundle")
+            stage(f"surrogate-{m}", h_sur[m], lambda: storage.verify_manifest(bundle),
+                  lambda: train_surrogate(sc), sc.run_dir, inputs=["dataset"], manifest_dir=bundle)
 
         _for_each_model(cfg.models, surrogate_stage, cfg.parallel_models)
         if last < 3:
@@ -416,8 +452,9 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
 
         def sptf_stage(m):
             sc = _sptf_config(cfg, layout, m, data)
-            stage(f"sptf-{m}", h_sptf[m], lambda: storage.verify_manifest(storage.join(sc.run_dir, "bundle")),
-                  lambda: train_sptf(sc), sc.run_dir)
+            bundle = storage.join(sc.run_dir, "bundle")
+            stage(f"sptf-{m}", h_sptf[m], lambda: storage.verify_manifest(bundle),
+                  lambda: train_sptf(sc), sc.run_dir, inputs=[f"surrogate-{m}", "network"], manifest_dir=bundle)
 
         _for_each_model(cfg.models, sptf_stage, cfg.parallel_models)
         if last < 4:
@@ -429,7 +466,8 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             bundle = storage.join(_sptf_config(cfg, layout, m, data).run_dir, "bundle")
             where = layout.predict(m)
             stage(f"predict-{m}", _hash("predict", cfg.predict, h_sptf[m]), lambda w=where: storage.verify_manifest(w),
-                  lambda b=bundle, w=where: predict(b, data, w, device=cfg.predict.device), where)
+                  lambda b=bundle, w=where: predict(b, data, w, device=cfg.predict.device), where,
+                  inputs=[f"sptf-{m}", "network"], manifest_dir=where)
         if last < 5:
             return actions
         # 6. inversion
@@ -444,7 +482,8 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
                 raise ValueError(f"inversion: no sites in split {cfg.inversion.split!r}")
             ic = _invert_config(cfg, layout, sites, data)
             stage("inversion", _hash("inversion", cfg.inversion, cfg.models, cfg.split_seed, h_data),
-                  lambda: storage.verify_manifest(layout.inversion), lambda: run_inversion(ic), layout.inversion)
+                  lambda: storage.verify_manifest(layout.inversion), lambda: run_inversion(ic), layout.inversion,
+                  inputs=["network"], manifest_dir=layout.inversion)
         else:
             progress("[run] inversion: disabled in the config")
         if last < 6:
@@ -455,9 +494,10 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         ev = {"run_dir": out, "data": data, "predict": {m: layout.predict(m) for m in cfg.models},
               "inversion": layout.inversion, "split_seed": cfg.split_seed, **config_to_dict(cfg.evaluate)}
         # the report depends on everything upstream: re-evaluate whenever any of it changed
-        h_eval = _hash("evaluate", cfg.evaluate, [state.get(k).get("hash") for k in sorted(state.data) if k != "evaluate"])
+        upstream = [k for k in sorted(state.data) if k != "evaluate"]
+        h_eval = _hash("evaluate", cfg.evaluate, [state.get(k).get("hash") for k in upstream])
         stage("evaluate", h_eval, lambda: verify_evaluation(out), lambda: evaluate_run(ev, progress=progress), out,
-              redo_on_change=True)
+              inputs=upstream, redo_on_change=True)
         progress(f"[run] complete in {time.time() - t_all:.0f} s: {storage.join(out, 'report.md')}")
         return actions
     finally:

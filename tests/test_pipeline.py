@@ -66,6 +66,9 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     third = run_pipeline(TINY, str(out), progress=log.append)
     assert set(third.values()) == {"skipped"}
 
+    _check_inputs_made_again_are_followed(out, log)
+
+
     # a changed upstream setting never reuses the old output silently
     changed = {**TINY, "dataset": {**TINY["dataset"], "seed": 5}}
     with pytest.raises(ValueError, match="other settings"):
@@ -80,6 +83,33 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     assert run_pipeline(changed, str(out), progress=log.append, stop_after="surrogate") == {
         "network": "skipped", "dataset": "skipped", "surrogate-vgm": "skipped"}
     assert STAGES[0] == "network"
+
+
+def _check_inputs_made_again_are_followed(out, log):
+    stages_json = out / "stages.json"
+    state = json.loads(stages_json.read_text())
+    assert state["predict-vgm"]["inputs"] == {"sptf-vgm": state["sptf-vgm"]["made"],
+                                              "network": state["network"]["made"]}
+    # a run directory from before the tokens still skips every stage, and gains them
+    legacy = {k: {f: v for f, v in rec.items() if f not in ("inputs", "made")} for k, rec in state.items()}
+    stages_json.write_text(json.dumps(legacy))
+    assert set(run_pipeline(TINY, str(out), progress=log.append).values()) == {"skipped"}
+    assert json.loads(stages_json.read_text()) == state
+
+    # the network made again with the same result: nothing made from it is redone
+    storage.remove(str(out / "network"))
+    again = run_pipeline(TINY, str(out), progress=log.append)
+    assert again["network"] == "ran" and {v for k, v in again.items() if k != "network"} == {"skipped"}, again
+
+    # an SPTF retrained with another result (two workers split the batches otherwise, same settings
+    # hash): its predictions and the report are made again from it, the rest is kept
+    storage.remove(str(out / "train" / "sptf-vgm"))
+    two_workers = {**TINY, "sptf": {**TINY["sptf"], "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}}
+    retrained = run_pipeline(two_workers, str(out), progress=log.append)
+    assert json.loads(stages_json.read_text())["sptf-vgm"]["made"] != state["sptf-vgm"]["made"]
+    assert retrained == {"network": "skipped", "dataset": "skipped", "surrogate-vgm": "skipped", "sptf-vgm": "ran",
+                         "predict-vgm": "ran", "inversion": "skipped", "evaluate": "ran"}, retrained
+    assert any("sptf-vgm made again since" in line for line in log)
 
 
 def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
