@@ -5,7 +5,8 @@ predict -> inversion -> evaluate. Layout of DIR:
 
     config.resolved.yaml     the PipelineConfig of the latest invocation
     stages.json              per stage: the hash of the settings it depends on, status, seconds,
-                             a token of what its output holds and of the inputs it was made from
+                             a token of what its output holds and of the inputs it was made from,
+                             the CPU and package versions of the machine that ran `sptf run`
     network/                 virtual network (site dataset + truth.parquet), unless `sites` is given
     dataset/                 surrogate training shards
     train/surrogate-<model>/ Ray Train run (checkpoints, metrics) + bundle/
@@ -42,6 +43,7 @@ from sptf_ray.dataset.build import DatasetConfig
 from sptf_ray.evaluate.sensitivity import DEFAULT_LENGTHS
 from sptf_ray.inverse.job import RayOptions
 from sptf_ray.inverse.site import SCEUASettings
+from sptf_ray.provenance import host_info, package_versions
 from sptf_ray.training.ray_train import ScalingArgs
 
 STAGES = ("network", "dataset", "surrogate", "sptf", "predict", "inversion", "evaluate")
@@ -363,6 +365,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     last = STAGES.index(cfg.stop_after) if cfg.stop_after else len(STAGES) - 1
     data = cfg.sites or layout.network
     actions: dict[str, str] = {}
+    host = {**host_info(), "versions": package_versions()}  # of the driver: the machine in a local run
     started_ray = False
     t_all = time.time()
 
@@ -399,7 +402,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         run()
         if not done():
             raise RuntimeError(f"{name} finished but its output {where} does not verify")
-        state.set(name, status="done", seconds=round(time.time() - t0, 1), made=_output_token(manifest_dir))
+        state.set(name, status="done", seconds=round(time.time() - t0, 1), made=_output_token(manifest_dir), host=host)
         actions[name] = "ran"
         progress(f"[run] {name}: done in {time.time() - t0:.0f} s")
 

@@ -7,6 +7,7 @@ import pytest
 from sptf_ray import storage
 from sptf_ray.config import load_config
 from sptf_ray.pipeline import RESOLVED_CONFIG, STAGES, PipelineConfig, run_pipeline
+from sptf_ray.provenance import host_info, package_versions
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -62,6 +63,9 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     assert resolved.network.n_sites == 10
     state = json.loads((out / "stages.json").read_text())
     assert all(v["status"] == "done" for v in state.values())
+    # each stage says what made it, so two runs that differ can be told apart by their hosts
+    here = {**host_info(), "versions": package_versions()}
+    assert all(v["host"] == here for v in state.values()), state
 
     third = run_pipeline(TINY, str(out), progress=log.append)
     assert set(third.values()) == {"skipped"}

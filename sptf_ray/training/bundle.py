@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import platform
 from dataclasses import dataclass, field
 
 import torch
@@ -18,23 +17,12 @@ from torch import nn
 from sptf_ray import storage
 from sptf_ray.config import config_to_dict, load_config
 from sptf_ray.models import SPTF, Normalizer, SPTFConfig, Surrogate, SurrogateConfig
+from sptf_ray.provenance import package_versions
 
 BUNDLE_FILES = ("weights.pt", "config.json", "normalization.json", "versions.json", "metrics.json")
 KINDS = {"surrogate": (Surrogate, SurrogateConfig), "sptf": (SPTF, SPTFConfig)}
 
 __all__ = ["Bundle", "write_bundle", "load_bundle", "package_versions"]
-
-
-def package_versions() -> dict:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for name in ("sptf-ray", "torch", "ray", "numpy", "pandas", "pyarrow", "numba"):
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 @dataclass
