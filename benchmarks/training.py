@@ -28,20 +28,23 @@ training simulations per model, 64-unit surrogates over 60 epochs, validation MS
 
     python benchmarks/training.py [--out DIR] [--sites 40] [--epochs 60] [--sptf-epochs 150]
 
-Measured here (2 cores, 2026-12-03):
+Measured here (2 cores, 2026-12-06 evening):
 
-- `python benchmarks/training.py --out DIR` on configs/quickstart.yaml as is (40 sites, 3,072
-  surrogate simulations, half site-forced; 60 surrogate / 150 SPTF epochs): stages 982 s
-  (surrogates 244 + 232 s, SPTFs 52 + 46 s), the benchmark's own scoring 46 s. Test split: 6
-  sites, 12 samples. Surrogate val MSE 0.00033 (VGM) / 0.00042 (FXW); held-out test simulations
-  0.00030 / 0.00043; RMSE vs the solver on the test sites' forcing 0.020 / 0.019 (true
-  parameters), 0.015 / 0.014 (SPTF parameters). Test pooled NSE / RMSE: SPTF-VGM 0.64 / 0.055,
-  SPTF-FXW 0.45 / 0.068 (median site NSE 0.60 / 0.48), Rosetta-3 0.51 / 0.064 (median 0.24),
-  truth ceiling 0.96 / 0.018; paper 0.65 / 0.072. Parameter r, all 19 / 20 sites of the model
-  (VGM; FXW): theta_s 0.53; 0.66, alpha 0.68; 0.79, n 0.75; 0.81, Ks 0.71; 0.73, H50 0.04; 0.44.
-  Every target met.
-- Before (384 simulations, none site-forced, 32-unit surrogates over 10 epochs): val MSE
-  0.0105 / 0.0044, forcing RMSE 0.044 / 0.043, SPTF test NSE 0.15 / -0.05.
+- `python benchmarks/training.py --out DIR` on configs/quickstart.yaml as is (80 sites, 3,072
+  surrogate simulations, half site-forced; 60 surrogate / 150 SPTF epochs), from scratch: 581 s
+  (surrogates 321 + 321 s and SPTFs 95 + 94 s side by side). Test split: 12 sites, 24 samples.
+  Surrogate val MSE 0.00025 (VGM) / 0.00039 (FXW); held-out test simulations 0.00033 / 0.00032;
+  RMSE vs the solver on the test sites' forcing 0.016 / 0.012 (true parameters), 0.011 / 0.016
+  (SPTF parameters). Test pooled NSE / RMSE: SPTF-VGM 0.841 / 0.038, SPTF-FXW 0.765 / 0.046
+  (median site NSE 0.54 / 0.61), Rosetta-3 0.684 / 0.054 (median 0.61), truth ceiling 0.973 /
+  0.016; paper 0.65 / 0.072. Parameter r, all 40 / 40 sites of the model (VGM; FXW): theta_s
+  0.57; 0.47, alpha 0.70; 0.73, n 0.72; 0.67, Ks 0.65; 0.57, H50 -0.02; -0.01. Every target met.
+- `--config configs/benchmark.yaml --out` a finished benchmark run dir (scoring only, 121 s):
+  val MSE 6e-5 / 7e-5, RMSE vs the solver on the test sites' forcing 0.0061 / 0.0071, SPTF test
+  NSE 0.884 / 0.900.
+- 2026-12-03, 40 sites: SPTF test NSE 0.64 / 0.45. Before that (384 simulations, none
+  site-forced, 32-unit surrogates over 10 epochs): val MSE 0.0105 / 0.0044, forcing RMSE
+  0.044 / 0.043, SPTF test NSE 0.15 / -0.05.
 """
 from __future__ import annotations
 
