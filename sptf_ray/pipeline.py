@@ -43,7 +43,7 @@ from sptf_ray.dataset.build import DatasetConfig
 from sptf_ray.evaluate.sensitivity import DEFAULT_LENGTHS
 from sptf_ray.inverse.job import RayOptions
 from sptf_ray.inverse.site import SCEUASettings
-from sptf_ray.provenance import host_info, package_versions
+from sptf_ray.provenance import provenance
 from sptf_ray.training.ray_train import ScalingArgs
 
 STAGES = ("network", "dataset", "surrogate", "sptf", "predict", "inversion", "evaluate")
@@ -365,7 +365,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     last = STAGES.index(cfg.stop_after) if cfg.stop_after else len(STAGES) - 1
     data = cfg.sites or layout.network
     actions: dict[str, str] = {}
-    host = {**host_info(), "versions": package_versions()}  # of the driver: the machine in a local run
+    host = provenance()  # of the driver: the machine in a local run
     started_ray = False
     t_all = time.time()
 

@@ -12,7 +12,7 @@ import platform
 # Instruction-set extensions that change which kernels numba and torch use.
 _ISA_FLAGS = ("sse4_2", "fma", "avx", "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
 
-__all__ = ["package_versions", "host_info"]
+__all__ = ["package_versions", "host_info", "provenance"]
 
 
 def package_versions() -> dict:
@@ -27,7 +27,7 @@ def package_versions() -> dict:
     return out
 
 
-def _cpuinfo(path: str = "/proc/cpuinfo") -> tuple[str, list[str]]:
+def _cpuinfo(path: str) -> tuple[str, list[str]]:
     """(model name, flags) of the first CPU in a Linux cpuinfo file; ('', []) when unreadable."""
     model, flags = "", []
     try:
@@ -51,3 +51,8 @@ def host_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
     model, flags = _cpuinfo(cpuinfo)
     return {"machine": platform.machine(), "cpu": model or platform.processor() or "unknown",
             "isa": [f for f in _ISA_FLAGS if f in flags], "cpus": os.cpu_count()}
+
+
+def provenance() -> dict:
+    """What `stages.json` records a stage was made with: host_info() plus its package versions."""
+    return {**host_info(), "versions": package_versions()}

@@ -7,7 +7,7 @@ import pytest
 from sptf_ray import storage
 from sptf_ray.config import load_config
 from sptf_ray.pipeline import RESOLVED_CONFIG, STAGES, PipelineConfig, run_pipeline
-from sptf_ray.provenance import host_info, package_versions
+from sptf_ray.provenance import provenance
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
@@ -64,7 +64,8 @@ def test_interrupted_run_resumes(ray_session, tmp_path):
     state = json.loads((out / "stages.json").read_text())
     assert all(v["status"] == "done" for v in state.values())
     # each stage says what made it, so two runs that differ can be told apart by their hosts
-    here = {**host_info(), "versions": package_versions()}
+    here = provenance()
+    assert here["cpu"] and "versions" in here
     assert all(v["host"] == here for v in state.values()), state
 
     third = run_pipeline(TINY, str(out), progress=log.append)
