@@ -16,7 +16,8 @@ On one surrogate set (and its network's site data), for each device asked for (c
 
 Then each cuda row's speed-up over cpu and the relative difference of its metrics. Results go
 to OUT/gpu.json and OUT/gpu.md after every step, so a run cut short still leaves what it did.
-Exit 1 when cuda is asked for but absent, or a metric differs by more than --tolerance.
+Exit 1 when cuda is asked for but absent, a metric differs by more than --tolerance, or a
+Ray Train row's ranks recorded (workers/rank-*.json) another device than the one asked for.
 
     sptf run configs/quickstart.yaml --out RUN --stop-after dataset
     python benchmarks/gpu.py --run RUN --out DIR [--devices cpu,cuda] [--epochs 5] [--sptf-epochs 20]
@@ -223,7 +224,7 @@ def ray_surrogate(dataset: str, device: str, args, storage_path: str) -> tuple[d
         "batch_size": args.batch_size, "lr": args.lr, "network": {"model": args.model, "hidden_size": args.hidden},
         "scaling": scaling_for(device)})
     return {"epoch_s": _steady([m["epoch_s"] for m in out.history]),
-            "val_mse": float(out.best_metrics["val_mse"])}, out.bundle
+            "val_mse": float(out.best_metrics["val_mse"]), **_ran_on(out.workers)}, out.bundle
 
 
 def ray_sptf(sites: str, bundle: str, device: str, args, storage_path: str) -> dict:
@@ -233,7 +234,18 @@ def ray_sptf(sites: str, bundle: str, device: str, args, storage_path: str) -> d
         "data": sites, "surrogate": bundle, "storage_path": storage_path, "name": f"sptf-{_tag(device)}",
         "epochs": args.sptf_epochs, "network": {"model": args.model}, "scaling": scaling_for(device)})
     return {"epoch_s": _steady([m["epoch_s"] for m in out.history]),
-            "val_loss": float(out.best_metrics["val_loss"])}
+            "val_loss": float(out.best_metrics["val_loss"]), **_ran_on(out.workers)}
+
+
+def _ran_on(workers: list[dict]) -> dict:
+    """The torch device and accelerator (or CPU) each Ray Train rank recorded it trained on."""
+    return {"worker_devices": [w["device"] for w in workers],
+            "ran_on": [w["accelerator"] or w["cpu"] for w in workers]}
+
+
+def _on_device(asked: str, r: dict) -> bool:
+    """A Ray Train row whose ranks all trained on the kind of device asked for (plain rows: by construction)."""
+    return all(d.split(":")[0] == asked.split(":")[0] for d in r.get("worker_devices", [asked]))
 
 
 def _tag(device: str) -> str:
@@ -246,13 +258,15 @@ METRIC = {"plain surrogate": "val_mse", "surrogate forward": None, "frozen surro
 
 
 def compare(results: dict, tolerance: float) -> list[dict]:
-    """Each non-cpu device's speed-up over cpu and its metric's relative difference, per step."""
+    """Each non-cpu device's speed-up over cpu and its metric's relative difference, per step; a row is
+    not ok when its metric differs by more than `tolerance` or its Ray Train ranks ran off the device."""
     rows = []
     for step, by_device in results.items():
         cpu = by_device.get("cpu")
         for device, r in by_device.items():
             if device == "cpu" or cpu is None:
                 continue
+            on_device = _on_device(device, r) and _on_device("cpu", cpu)
             metric = METRIC[step]
             if metric is None:
                 speedup, diff = r["sims_per_s"] / cpu["sims_per_s"], math.nan
@@ -260,21 +274,28 @@ def compare(results: dict, tolerance: float) -> list[dict]:
                 speedup = cpu["epoch_s"] / r["epoch_s"]
                 diff = abs(r[metric] - cpu[metric]) / abs(cpu[metric])
             rows.append({"step": step, "device": device, "speedup": speedup, "metric": metric,
-                         "relative_difference": diff, "ok": metric is None or diff <= tolerance})
+                         "relative_difference": diff, "on_device": on_device,
+                         "ok": on_device and (metric is None or diff <= tolerance)})
     return rows
 
 
 def markdown(results: dict, rows: list[dict], header: str) -> str:
-    lines = [header, "", "| step | device | time | metric |", "|---|---|---|---|"]
+    lines = [header, "", "| step | device | time | metric | trained on |", "|---|---|---|---|---|"]
     for step, by_device in results.items():
         for device, r in by_device.items():
             time_s = (f"{r['sims_per_s']:,.0f} sims/s" if "sims_per_s" in r else f"{r['epoch_s']:.3f} s/epoch")
             metric = METRIC[step]
-            lines.append(f"| {step} | {device} | {time_s} | {f'{metric} {r[metric]:.4g}' if metric else '-'} |")
+            ran_on = "; ".join(f"{d} {name}" for d, name in zip(r.get("worker_devices", []), r.get("ran_on", [])))
+            lines.append(f"| {step} | {device} | {time_s} | {f'{metric} {r[metric]:.4g}' if metric else '-'} "
+                         f"| {ran_on or '-'} |")
     if rows:
         lines += ["", "| step | device | speed-up over cpu | metric difference |", "|---|---|---|---|"]
         for r in rows:
-            diff = "-" if r["metric"] is None else f"{100 * r['relative_difference']:.1f} %{'' if r['ok'] else ' (!)'}"
+            diff = "-" if r["metric"] is None else f"{100 * r['relative_difference']:.1f} %"
+            if not r.get("on_device", True):
+                diff += " (!) its Ray Train ranks ran off the device"
+            elif not r["ok"]:
+                diff += " (!)"
             lines.append(f"| {r['step']} | {r['device']} | {r['speedup']:.1f}x | {diff} |")
     for device, r in results.get("frozen surrogate backward", {}).items():
         same = "" if device.startswith("cuda") else " (off cuda both paths run the same kernels: timing noise)"

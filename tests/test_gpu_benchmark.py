@@ -43,6 +43,19 @@ def test_compare_gives_speed_ups_and_flags_a_metric_off_by_more_than_the_toleran
     assert "(!)" in gpu.markdown(_results(0.5, 1.3e-3), list(off.values()), "header")
 
 
+
+def test_a_use_gpu_row_whose_ranks_trained_on_cpu_fails_whatever_its_metric():
+    results = {"Ray Train SPTF": {"cpu": {"epoch_s": 1.0, "val_loss": 0.5, "worker_devices": ["cpu"], "ran_on": ["x"]},
+                                  "cuda": {"epoch_s": 1.0, "val_loss": 0.5, "worker_devices": ["cpu"],
+                                           "ran_on": ["x"]}}}
+    (row,) = gpu.compare(results, tolerance=0.1)
+    assert row["relative_difference"] == 0 and not row["on_device"] and not row["ok"]
+    assert "ran off the device" in gpu.markdown(results, [row], "header")
+    results["Ray Train SPTF"]["cuda"].update(worker_devices=["cuda:0"], ran_on=["NVIDIA H100"])
+    (row,) = gpu.compare(results, tolerance=0.1)
+    assert row["ok"] and "| cuda:0 NVIDIA H100 |" in gpu.markdown(results, [row], "header")
+
+
 def test_the_plain_loop_is_deterministic_so_devices_compare(run_dir):
     arrays = gpu.surrogate_arrays(os.path.join(run_dir, "dataset"), "vgm")
     args = SimpleNamespace(model="vgm", hidden=8, epochs=2, batch_size=16, lr=3e-3)
@@ -82,6 +95,7 @@ def test_the_whole_check_runs_on_cpu_through_ray_train(run_dir, tmp_path, ray_se
                             "Ray Train SPTF"}
     assert 0 < results["Ray Train surrogate"]["cpu"]["val_mse"] < 1
     assert results["Ray Train SPTF"]["cpu"]["epoch_s"] > 0
+    assert results["Ray Train SPTF"]["cpu"]["worker_devices"] == ["cpu"]
     assert "| Ray Train SPTF | cpu |" in (out / "gpu.md").read_text()
 
 

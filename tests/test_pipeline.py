@@ -115,6 +115,10 @@ def _check_inputs_made_again_are_followed(out, log):
     assert retrained == {"network": "skipped", "dataset": "skipped", "surrogate-vgm": "skipped", "sptf-vgm": "ran",
                          "predict-vgm": "ran", "inversion": "skipped", "evaluate": "ran"}, retrained
     assert any("sptf-vgm made again since" in line for line in log)
+    from sptf_ray.training.bundle import load_bundle
+
+    trained_on = load_bundle(str(out / "train" / "sptf-vgm" / "bundle")).provenance["trained_on"]
+    assert [(w["rank"], w["world_size"]) for w in trained_on] == [(0, 2), (1, 2)]
 
 
 def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():

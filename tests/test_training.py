@@ -196,6 +196,14 @@ def test_ray_train_surrogate_end_to_end(ray_runs):
     b = load_bundle(sur.bundle)
     assert b.kind == "surrogate" and b.network_config.hidden_size == 12 and "forcing" in b.normalization
     assert json.loads(storage.read_text(storage.join(sur.bundle, "versions.json")))["torch"]
+    # where it trained: the one rank's record, written by the worker, carried by the bundle
+    from sptf_ray.provenance import host_info
+
+    assert b.provenance["trained_on"] == sur.workers
+    (rank0,) = sur.workers
+    assert (rank0["rank"], rank0["world_size"], rank0["device"], rank0["accelerator"], rank0["from_epoch"]) == (
+        0, 1, "cpu", None, 0)
+    assert rank0["cpu"] == host_info()["cpu"] == b.provenance["bundled_on"]["cpu"]
     # the bundle holds the best-on-validation checkpoint
     assert sur.best_metrics["val_mse"] == min(m["val_mse"] for m in sur.history)
 
@@ -221,7 +229,7 @@ def test_materialized_surrogate_set_holds_the_rows_streaming_gives(ray_session, 
     np.testing.assert_array_equal(np.sort(rows[True]["sim_id"]), np.sort(expected["sim_id"]))
 
 
-def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path):
+def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path, capsys):
     import pandas as pd
 
     from sptf_ray import storage
@@ -245,6 +253,10 @@ def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path
     hist = [__import__("json").loads(x) for x in lines]
     assert [m["epoch"] for m in hist] == [0, 1, 2]
     np.testing.assert_allclose([m["train_loss"] for m in hist[:2]], [m["train_loss"] for m in sptf.history])
+    from sptf_ray.training.ray_train import read_workers
+
+    assert [(w["rank"], w["from_epoch"]) for w in read_workers(storage.join(ray_runs["store"], "sptf-1"))] == [(0, 2)]
+    assert "trained on: rank 0 cpu " in capsys.readouterr().out
 
     # bundle round trip through `sptf predict`
     out = str(tmp_path / "pred")

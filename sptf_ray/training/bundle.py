@@ -2,7 +2,8 @@
 
 Layout: weights.pt (state_dict only; read with torch.load(weights_only=True)), config.json
 (kind, network config, training config), normalization.json (input statistics),
-versions.json (package versions), metrics.json, and manifest.json written last: a bundle is
+versions.json (package versions), metrics.json, provenance.json (the host that bundled it and
+where each training rank ran: node, CPU, device, accelerator), and manifest.json written last: a bundle is
 complete only when its manifest verifies. An SPTF bundle carries its surrogate in `surrogate/`.
 """
 from __future__ import annotations
@@ -17,9 +18,10 @@ from torch import nn
 from sptf_ray import storage
 from sptf_ray.config import config_to_dict, load_config
 from sptf_ray.models import SPTF, Normalizer, SPTFConfig, Surrogate, SurrogateConfig
-from sptf_ray.provenance import package_versions
+from sptf_ray.provenance import host_info, package_versions
 
-BUNDLE_FILES = ("weights.pt", "config.json", "normalization.json", "versions.json", "metrics.json")
+BUNDLE_FILES = ("weights.pt", "config.json", "normalization.json", "versions.json", "metrics.json", "provenance.json")
+PROVENANCE_FILE = "provenance.json"
 KINDS = {"surrogate": (Surrogate, SurrogateConfig), "sptf": (SPTF, SPTFConfig)}
 
 __all__ = ["Bundle", "write_bundle", "load_bundle", "package_versions"]
@@ -36,6 +38,7 @@ class Bundle:
     uri: str
     surrogate: "Bundle | None" = None
     versions: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)  # {} for bundles written before provenance.json
 
 
 def _json(obj) -> bytes:
@@ -43,8 +46,9 @@ def _json(obj) -> bytes:
 
 
 def write_bundle(dir_uri, kind: str, model: nn.Module, normalization: dict, train_config: dict | None = None,
-                 metrics: dict | None = None, surrogate_uri=None) -> dict:
-    """Write a bundle (manifest last); `normalization` maps names to Normalizer objects."""
+                 metrics: dict | None = None, surrogate_uri=None, trained_on: list | None = None) -> dict:
+    """Write a bundle (manifest last); `normalization` maps names to Normalizer objects; `trained_on`
+    lists the training ranks' records (ray_train.read_workers)."""
     if kind not in KINDS:
         raise ValueError(f"bundle kind must be one of {sorted(KINDS)}, got {kind!r}")
     from sptf_ray.training.loops import unwrap
@@ -58,6 +62,7 @@ def write_bundle(dir_uri, kind: str, model: nn.Module, normalization: dict, trai
         "normalization.json": _json({k: config_to_dict(v) for k, v in normalization.items()}),
         "versions.json": _json(package_versions()),
         "metrics.json": _json(metrics or {}),
+        PROVENANCE_FILE: _json({"bundled_on": host_info(), "trained_on": list(trained_on or [])}),
     }
     if surrogate_uri is not None:
         if not storage.verify_manifest(surrogate_uri):
@@ -92,7 +97,10 @@ def load_bundle(dir_uri, map_location="cpu") -> Bundle:
     normalization = {k: load_config(Normalizer, v) for k, v in norms.items()}
     metrics = json.loads(storage.read_text(storage.join(dir_uri, "metrics.json")))
     versions = json.loads(storage.read_text(storage.join(dir_uri, "versions.json")))
+    prov_uri = storage.join(dir_uri, PROVENANCE_FILE)
+    provenance = json.loads(storage.read_text(prov_uri)) if storage.exists(prov_uri) else {}
     surrogate = None
     if storage.exists(storage.join(dir_uri, "surrogate", storage.MANIFEST_NAME)):
         surrogate = load_bundle(storage.join(dir_uri, "surrogate"), map_location)
-    return Bundle(kind, model, net_cfg, normalization, cfg.get("training", {}), metrics, dir_uri, surrogate, versions)
+    return Bundle(kind, model, net_cfg, normalization, cfg.get("training", {}), metrics, dir_uri, surrogate, versions,
+                  provenance)

@@ -115,6 +115,7 @@ def run_train_surrogate(args) -> int:
     ensure_ray(args.address)
     out = train_surrogate(_merged(args))
     print(f"surrogate bundle: {out.bundle} (best val_mse {out.best_metrics.get('val_mse'):.3g})")
+    print(trained_on_line(out.workers))
     return 0
 
 
@@ -124,7 +125,14 @@ def run_train_sptf(args) -> int:
     ensure_ray(args.address)
     out = train_sptf(_merged(args))
     print(f"SPTF bundle: {out.bundle} (best val_loss {out.best_metrics.get('val_loss'):.3g})")
+    print(trained_on_line(out.workers))
     return 0
+
+
+def trained_on_line(workers: list[dict]) -> str:
+    """One line of where the ranks trained, e.g. 'trained on: rank 0 cuda:0 NVIDIA H100 (node-a)'."""
+    ranks = [f"rank {w['rank']} {w['device']} {w['accelerator'] or w['cpu']} ({w['node']})" for w in workers]
+    return "trained on: " + ("; ".join(ranks) or "no rank record (run directory made before they were written)")
 
 
 def run_predict(args) -> int:

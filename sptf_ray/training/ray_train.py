@@ -10,11 +10,14 @@
 - Metrics: `<run_dir>/metrics.jsonl` (one JSON line per epoch, written by a controller-side
   callback) and a progress line per epoch; the bundle goes to `<run_dir>/bundle` from the
   checkpoint best on validation.
+- Where it trained: each rank of the last attempt writes `<run_dir>/workers/rank-<r>.json`
+  (node, CPU, torch device and accelerator); the bundle's provenance.json carries them.
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,9 +31,10 @@ from sptf_ray.models import Normalizer, SPTFConfig, SurrogateConfig
 METRICS_FILE = "metrics.jsonl"
 NORMALIZATION_FILE = "normalization.json"
 CONFIG_FILE = "config.yaml"
+WORKERS_DIR = "workers"
 
 __all__ = ["ScalingArgs", "SurrogateTrainConfig", "SPTFTrainConfig", "train_surrogate", "train_sptf",
-           "MetricsCallback", "TrainOutcome"]
+           "MetricsCallback", "TrainOutcome", "read_workers"]
 
 
 @dataclass
@@ -142,6 +146,7 @@ class TrainOutcome:
     bundle: str
     best_metrics: dict
     history: list
+    workers: list = field(default_factory=list)  # read_workers(run_dir): where each rank trained
 
 
 # ------------------------------------------------------------------------------ callback
@@ -206,6 +211,29 @@ def _restore(model, optimizer, device) -> int:
     return int(state["epoch"]) + 1
 
 
+def _record_worker(run_dir: str, rank: int, world: int, device, start_epoch: int) -> None:
+    """Write where this rank trains: on a cluster the driver's host says nothing of the workers', and a
+    use_gpu run has to show it ran on a GPU."""
+    import torch
+
+    from sptf_ray.provenance import host_info
+
+    accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    record = {"rank": rank, "world_size": world, "device": str(device), "accelerator": accelerator,
+              "from_epoch": start_epoch, "node": platform.node(), "torch": torch.__version__, **host_info()}
+    storage.atomic_write_text(storage.join(run_dir, WORKERS_DIR, f"rank-{rank}.json"),
+                              json.dumps(record, sort_keys=True) + "\n")
+
+
+def read_workers(run_dir) -> list[dict]:
+    """The rank records of a run's last attempt, by rank ([] when none were written)."""
+    uri = storage.join(run_dir, WORKERS_DIR)
+    if not storage.exists(uri):
+        return []
+    records = [json.loads(storage.read_text(f)) for f in storage.list_files(uri, ".json")]
+    return sorted(records, key=lambda r: r["rank"])
+
+
 def _report(metrics: dict, rank: int, model, optimizer, epoch: int) -> None:
     import ray.train
 
@@ -245,6 +273,7 @@ def _surrogate_loop(config: dict) -> None:
     model = ray.train.torch.prepare_model(Surrogate(cfg.network))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = _restore(model, optimizer, device)
+    _record_worker(cfg.run_dir, rank, world, device, start)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     for epoch in range(start, cfg.epochs):
@@ -289,6 +318,7 @@ _CONTROLLER_POLL_ENV, _CONTROLLER_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 
 
 def _fit(trainer_factory, cfg, score: str):
     os.environ.setdefault(_CONTROLLER_POLL_ENV, _CONTROLLER_POLL_S)  # a user's own setting wins
+    storage.remove(storage.join(cfg.run_dir, WORKERS_DIR))  # an earlier attempt's ranks may not recur
     result = trainer_factory().fit()
     if result.error:
         raise RuntimeError(f"training run {cfg.run_dir} failed: {result.error}")
@@ -349,8 +379,9 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
     ckpt, best = _fit(factory, cfg, "val_mse")
     model = _load_ckpt_model(Surrogate(cfg.network), ckpt)
     bundle = storage.join(cfg.run_dir, "bundle")
-    write_bundle(bundle, "surrogate", model, {"forcing": forcing_norm}, config_to_dict(cfg), best)
-    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir))
+    workers = read_workers(cfg.run_dir)
+    write_bundle(bundle, "surrogate", model, {"forcing": forcing_norm}, config_to_dict(cfg), best, trained_on=workers)
+    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir), workers)
 
 
 def _require_validation_sims(cfg, paths) -> None:
@@ -395,6 +426,7 @@ def _sptf_loop(config: dict) -> None:
     model = ray.train.torch.prepare_model(SPTF(cfg.network))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = _restore(model, optimizer, device)
+    _record_worker(cfg.run_dir, rank, world, device, start)
     train, val = config["train"], config["val"]
     n = len(train["static"])
     for epoch in range(start, cfg.epochs):
@@ -458,5 +490,7 @@ def train_sptf(config, callbacks=None) -> TrainOutcome:
     model = _load_ckpt_model(SPTF(cfg.network), ckpt)
     bundle = storage.join(cfg.run_dir, "bundle")
     normalization = {k: load_config(Normalizer, v) for k, v in norms.items()}
-    write_bundle(bundle, "sptf", model, normalization, config_to_dict(cfg), best, surrogate_uri=cfg.surrogate)
-    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir))
+    workers = read_workers(cfg.run_dir)
+    write_bundle(bundle, "sptf", model, normalization, config_to_dict(cfg), best, surrogate_uri=cfg.surrogate,
+                 trained_on=workers)
+    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir), workers)
