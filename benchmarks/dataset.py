@@ -160,6 +160,9 @@ def main(argv=None) -> int:
         return 0
 
     started = time.perf_counter()
+    from sptf_ray.provenance import host_line
+
+    print(host_line(), flush=True)
     print(f"dataset benchmark: {args.shards} shards x {args.per_shard} sims x {args.days} days, both models, "
           f"NUMBA_NUM_THREADS=1 per worker, {os.cpu_count()} CPUs on this machine", flush=True)
     runs = []

@@ -319,7 +319,9 @@ def environment() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
-    return f"torch {torch.__version__}, {os.cpu_count()} CPUs, {gpu}"
+    from sptf_ray.provenance import host_info
+
+    return f"torch {torch.__version__}, {host_info()['cpu']}, {os.cpu_count()} CPUs, {gpu}"
 
 
 def main(argv=None) -> int:

@@ -59,6 +59,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from sptf_ray.provenance import host_line  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(REPO, "configs", "quickstart.yaml")
 TARGET_NSE = 0.8
@@ -269,6 +271,7 @@ def main(argv=None) -> int:
 
     pd.set_option("display.width", 200)
     args = parse_args(argv)
+    print(host_line(), flush=True)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
     work = os.path.abspath(args.out or tempfile.mkdtemp(prefix="sptf-bench-inv-"))
     # Bundles first: a missing or failing surrogate should stop the run before the long solver path.

@@ -35,6 +35,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sptf_ray.inverse import sceua  # noqa: E402
+from sptf_ray.provenance import host_line  # noqa: E402
 from sptf_ray.inverse.benchmark_functions import PROBLEMS, Problem  # noqa: E402
 
 TOLERANCE = 1e-3
@@ -160,6 +161,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     n_seeds = args.seeds or (3 if args.quick else 20)
     seeds = range(n_seeds)
+    print(host_line())
 
     header = (f"{'function':16s} {'n':>2s} {'p':>2s} {'budget':>7s} | {'success':>15s} | "
               f"{'median evals to reach':>23s} {'ratio':>5s} | {'time s':>11s} | "

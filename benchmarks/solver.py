@@ -128,6 +128,9 @@ def main(argv=None) -> int:
 
     cases = load_cases()
     long_cases = longer_cases(cases)
+    from sptf_ray.provenance import host_line
+
+    print(host_line())
     rows = []
     for model in ("vgm", "fxw"):
         rows += time_single_runs(model, cases, args.repeats)

@@ -36,6 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from sptf_ray.provenance import host_line  # noqa: E402
 from training import held_out_samples, heldout_mse, surrogate_vs_solver, true_parameters_of  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -88,6 +89,7 @@ def first_epoch_below(history, threshold: float):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    print(host_line(), flush=True)
     from sptf_ray.training.bundle import load_bundle
 
     bundle_uri, train_s = (args.bundle, math.nan) if args.bundle else train(args)

@@ -58,6 +58,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from sptf_ray.provenance import host_line  # noqa: E402
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICKSTART = os.path.join(REPO, "configs", "quickstart.yaml")
 PAPER_NSE, PAPER_RMSE = 0.65, 0.072
@@ -295,6 +297,7 @@ def print_stage_times(out: str) -> None:
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> int:
     args = parse_args(argv)
+    print(host_line(), flush=True)
     t_start = time.perf_counter()
 
     from sptf_ray import storage

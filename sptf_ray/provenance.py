@@ -12,7 +12,7 @@ import platform
 # Instruction-set extensions that change which kernels numba and torch use.
 _ISA_FLAGS = ("sse4_2", "fma", "avx", "avx2", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "asimd", "sve")
 
-__all__ = ["package_versions", "host_info", "provenance"]
+__all__ = ["package_versions", "host_info", "provenance", "host_line"]
 
 
 def package_versions() -> dict:
@@ -56,3 +56,11 @@ def host_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
 def provenance() -> dict:
     """What `stages.json` records a stage was made with: host_info() plus its package versions."""
     return {**host_info(), "versions": package_versions()}
+
+
+def host_line(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The line a benchmark prints first, so that a number can be traced to the host that gave it."""
+    info, v = host_info(cpuinfo), package_versions()
+    isa = ", ".join(info["isa"]) or "no listed ISA extensions"
+    return (f"host: {info['cpu']} ({info['machine']}; {isa}), {info['cpus']} CPUs; python {v['python']}, "
+            f"numba {v['numba']}, torch {v['torch']}, ray {v['ray']}")

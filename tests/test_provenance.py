@@ -45,3 +45,14 @@ def test_versions_name_the_installed_packages():
 
     v = package_versions()
     assert v["numpy"] == numpy.__version__ and v["python"] == platform.python_version()
+
+
+def test_a_benchmark_host_line_names_the_cpu_its_isa_and_the_versions(tmp_path):
+    from sptf_ray.provenance import host_line
+
+    f = tmp_path / "cpuinfo"
+    f.write_text(X86)
+    line = host_line(str(f))
+    assert line.startswith("host: AMD EPYC 7B13 (") and "sse4_2, fma, avx, avx2, avx512f" in line
+    assert f"numba {package_versions()['numba']}" in line
+    assert "no listed ISA extensions" in host_line(str(tmp_path / "missing"))
