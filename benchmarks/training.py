@@ -39,6 +39,8 @@ Measured here (2 cores, 2026-12-06 evening):
   (median site NSE 0.54 / 0.61), Rosetta-3 0.684 / 0.054 (median 0.61), truth ceiling 0.973 /
   0.016; paper 0.65 / 0.072. Parameter r, all 40 / 40 sites of the model (VGM; FXW): theta_s
   0.57; 0.47, alpha 0.70; 0.73, n 0.72; 0.67, Ks 0.65; 0.57, H50 -0.02; -0.01. Every target met.
+  Repeated 2026-12-07 on the same kind of host (AMD EPYC, AVX2): every number and every epoch's
+  losses identical (727 s: a slower day's host).
 - `--config configs/benchmark.yaml --out` a finished benchmark run dir (scoring only, 121 s):
   val MSE 6e-5 / 7e-5, RMSE vs the solver on the test sites' forcing 0.0061 / 0.0071, SPTF test
   NSE 0.884 / 0.900.
