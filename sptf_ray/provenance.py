@@ -47,9 +47,9 @@ def _cpuinfo(path: str) -> tuple[str, list[str]]:
 
 
 def host_info(cpuinfo: str = "/proc/cpuinfo") -> dict:
-    """The machine this process runs on: architecture, CPU model, relevant ISA flags, core count."""
+    """The machine this process runs on: node name, architecture, CPU model, relevant ISA flags, core count."""
     model, flags = _cpuinfo(cpuinfo)
-    return {"machine": platform.machine(), "cpu": model or platform.processor() or "unknown",
+    return {"node": platform.node(), "machine": platform.machine(), "cpu": model or platform.processor() or "unknown",
             "isa": [f for f in _ISA_FLAGS if f in flags], "cpus": os.cpu_count()}
 
 

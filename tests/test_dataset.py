@@ -109,6 +109,10 @@ def test_build_writes_schema_skips_on_rerun_and_rebuilds_broken_shards(tmp_path)
     assert set(manifest["files"]) == {"config.yaml"} | {shard_name(i) for i in range(3)} | {
         sidecar_name(i) for i in range(3)}
     assert manifest["extra"]["config"]["per_shard"] == 6 and manifest["extra"]["counts"]["simulations"] == 18
+    from sptf_ray.provenance import host_info
+
+    sidecar = json.loads(storage.read_text(os.path.join(out, sidecar_name(0))))
+    assert sidecar["host"] == host_info()  # which CPU's numba build simulated it
     table = pq.read_table(os.path.join(out, shard_name(0)))
     assert table.schema.equals(SCHEMA)
     df = table.to_pandas()

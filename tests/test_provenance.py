@@ -24,7 +24,7 @@ def test_x86_cpu_model_and_isa_of_the_first_cpu(tmp_path):
     info = host_info(str(f))
     assert info["cpu"] == "AMD EPYC 7B13"
     assert info["isa"] == ["sse4_2", "fma", "avx", "avx2", "avx512f"]  # sha_ni is not one that picks kernels
-    assert info["machine"] == platform.machine() and info["cpus"] >= 1
+    assert info["machine"] == platform.machine() and info["cpus"] >= 1 and info["node"] == platform.node()
 
 
 def test_arm_features_and_a_missing_model_name(tmp_path):

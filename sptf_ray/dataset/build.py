@@ -5,7 +5,8 @@ Layout under the output URI (local path or any pyarrow filesystem, e.g. s3://):
 - `shard-00000.parquet` ...  one per shard, zstd, schema `SCHEMA` (rows = simulations that
   succeeded, ordered by sim_id = shard * per_shard + row);
 - `shard-00000.json` ...     the shard's sidecar: rows, size, sha256, failed simulations
-  (sim_id + solver message), the content hash of the config that produced it;
+  (sim_id + solver message), the content hash of the config that produced it, and the host
+  (node, CPU, ISA) whose numba build simulated it;
 - `config.yaml`              the resolved DatasetConfig;
 - `manifest.json`            written last: config, content hash, counts, failures, and the size
   and sha256 of every file above. The dataset is complete only when it verifies.
@@ -29,6 +30,7 @@ import pyarrow as pa
 from sptf_ray import storage
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.dataset import sampling
+from sptf_ray.provenance import host_info
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.yaml"
@@ -219,6 +221,7 @@ def build_shard(config: DatasetConfig, i: int, out: str, chash: str, pool=None) 
         "shard": i, "rows": int(ok.sum()), "simulations": int(len(ok)), "failed": failures,
         "size": size, "sha256": sha, "content_hash": chash,
         "seconds": round(time.perf_counter() - t0, 3),
+        "host": host_info(),  # numba compiled the solver for this CPU: shards from two kinds may differ
     }
     storage.atomic_write_text(side_uri, json.dumps(meta, indent=1, sort_keys=True) + "\n")
     return {**meta, "action": action}

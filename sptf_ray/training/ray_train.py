@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -220,7 +219,7 @@ def _record_worker(run_dir: str, rank: int, world: int, device, start_epoch: int
 
     accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else None
     record = {"rank": rank, "world_size": world, "device": str(device), "accelerator": accelerator,
-              "from_epoch": start_epoch, "node": platform.node(), "torch": torch.__version__, **host_info()}
+              "from_epoch": start_epoch, "torch": torch.__version__, **host_info()}
     storage.atomic_write_text(storage.join(run_dir, WORKERS_DIR, f"rank-{rank}.json"),
                               json.dumps(record, sort_keys=True) + "\n")
 
