@@ -202,12 +202,16 @@ def atomic_write_text(uri, text: str) -> str:
     return atomic_write_bytes(uri, text.encode("utf-8"))
 
 
-def atomic_write_parquet(df_or_table, uri, compression: str = "zstd") -> str:
-    """Write a pandas DataFrame or pyarrow Table as one Parquet file, atomically."""
+def atomic_write_parquet(df_or_table, uri, compression: str = "zstd", metadata: dict[str, str] | None = None) -> str:
+    """Write a pandas DataFrame or pyarrow Table as one Parquet file, atomically; `metadata` goes into
+    the file's key-value metadata (read back with read_parquet_metadata) without touching the columns."""
     if isinstance(df_or_table, pa.Table):
         table = df_or_table
     else:
         table = pa.Table.from_pandas(df_or_table, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               **{k.encode(): v.encode() for k, v in metadata.items()}})
     return atomic_write(uri, lambda stream: pq.write_table(table, stream, compression=compression))
 
 
@@ -236,6 +240,14 @@ def read_parquet(uri, columns: Iterable[str] | None = None):
     with fs.open_input_file(path) as f:
         table = pq.read_table(f, columns=list(columns) if columns is not None else None)
     return table.to_pandas()
+
+
+def read_parquet_metadata(uri) -> dict[str, str]:
+    """A Parquet file's key-value metadata (pandas' own entry left out), from its footer only."""
+    fs, path = _open_input(uri)
+    with fs.open_input_file(path) as f:
+        raw = pq.read_schema(f).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
 
 
 def file_sha256(uri) -> tuple[int, str]:

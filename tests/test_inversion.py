@@ -1,6 +1,7 @@
 """Site inversion (paper 2.3) and the `invert` stage: recovery, mask, resume, actor failure, errors."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -190,13 +191,21 @@ def test_stage_without_ray_resumes_and_refuses_other_configs(small_dataset, tmp_
     saved = storage.read_parquet(os.path.join(out, "inversion.parquet"))
     pd.testing.assert_frame_equal(saved.reset_index(drop=True), table.reset_index(drop=True))
     assert storage.verify_manifest(out) and os.path.exists(os.path.join(out, "config.yaml"))
+    from sptf_ray.provenance import host_info
 
-    # Resume: finished sites are skipped; a removed site file is redone.
+    hosts = json.loads(storage.read_text(os.path.join(out, "hosts.json")))
+    assert hosts == {sid: host_info() for sid in ("S0000", "S0001", "S0002")}  # who inverted each site
+
+    # Resume: finished sites are skipped; a removed site file is redone. A site file from before
+    # hosts were kept (no Parquet metadata) resumes too, its host unknown.
+    storage.atomic_write_parquet(storage.read_parquet(site_file(out, "S0001")), site_file(out, "S0001"))
     os.remove(site_file(out, "S0002"))
     ran.clear()
     again = run_inversion(cfg, on_site_done=lambda s, st: ran.append(s["site_id"]))
     assert ran == ["S0002"]
     pd.testing.assert_frame_equal(again.drop(columns="seconds"), table.drop(columns="seconds"))
+    hosts = json.loads(storage.read_text(os.path.join(out, "hosts.json")))
+    assert hosts["S0001"] is None and hosts["S0002"] == host_info()
 
     with pytest.raises(ValueError, match="different inversion config"):
         run_inversion({**cfg, "sceua": {"max_evals": 60, "n_complexes": 3}})
@@ -297,4 +306,6 @@ def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path)
     assert later_pids and not later_pids & set(killed)  # restarted actors did the rest
     assert sorted(table["site_id"]) == ["S0000", "S0001", "S0002"]
     assert len({s["site_id"] for s in seen}) == 3
+    hosts = json.loads(storage.read_text(os.path.join(out, "hosts.json")))
+    assert {h["node"] for h in hosts.values()} == {os.uname().nodename}  # the actors' own record
     assert ray.is_initialized()

@@ -6,7 +6,9 @@ Layout under ``out`` (any storage URI):
   must match it in every setting that changes results, else it refuses);
 - ``sites/<site>.parquet``: one small result file per site, written atomically by whoever
   inverted it; a site with a file is done and is skipped on a re-run (resume);
-- ``inversion.parquet``: all selected sites' rows, written at the end, then ``manifest.json``.
+- ``inversion.parquet``: all selected sites' rows, written at the end, with ``hosts.json`` (per
+  site, the host that inverted it: node, CPU, ISA, from each site file's Parquet metadata; null
+  for files written before it was recorded), then ``manifest.json``.
 
 With ``ray.enabled`` the sites go to a pool of actors (``num_actors`` x ``cpus_per_actor``), each
 holding its forward model with ``numba.set_num_threads(cpus_per_actor)``, in tasks of
@@ -16,6 +18,7 @@ all of them). An actor that dies is restarted (``max_restarts``) and its batch r
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -33,10 +36,13 @@ from sptf_ray.config import config_hash, config_to_dict, load_config, save_confi
 from sptf_ray.inverse.site import (MODES, SCEUASettings, SimulationsFailed, SiteYear, invert_sites, make_forward,
                                    results_frame, site_years, validate_site)
 from sptf_ray.physics.parameters import MODELS, check_model
+from sptf_ray.provenance import host_info
 
 CONFIG_FILE = "config.yaml"
 SITES_DIR = "sites"
 RESULTS_FILE = "inversion.parquet"
+HOSTS_FILE = "hosts.json"
+HOST_KEY = "sptf_ray.host"  # Parquet metadata key of a site file: the host that inverted it
 
 
 @dataclass
@@ -132,12 +138,13 @@ def invert_site_batch(config: InvertConfig, forward, payloads: dict[str, dict]) 
         failure = exc
         table = results_frame([r.to_row() for r in exc.results if r is not None])
     seconds = (time.perf_counter() - t0) / len(sites)
+    host = json.dumps(host_info(), sort_keys=True)
     summaries = []
     for sid in sites:
         if failure is not None and sid in failure.failed_sites:
             continue
         df = table[table["site_id"] == sid].reset_index(drop=True)
-        storage.atomic_write_parquet(df, site_file(config.out, sid))
+        storage.atomic_write_parquet(df, site_file(config.out, sid), metadata={HOST_KEY: host})
         summaries.append({"site_id": sid, "rows": len(df), "seconds": seconds, "pid": os.getpid(),
                           "failed_simulations": int(df["failed_simulations"].sum())})
     if failure is not None:
@@ -303,9 +310,20 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     frames = [storage.read_parquet(site_file(config.out, sid)) for sid in site_ids]
     table = pd.concat(frames, ignore_index=True) if frames else results_frame([])
     storage.atomic_write_parquet(table, storage.join(config.out, RESULTS_FILE))
-    storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE],
+    storage.atomic_write_text(storage.join(config.out, HOSTS_FILE), json.dumps(_site_hosts(config.out, site_ids),
+                                                                              indent=1, sort_keys=True) + "\n")
+    storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
     return table
+
+
+def _site_hosts(out: str, site_ids: list[str]) -> dict:
+    """Site id -> the host record its site file carries (None for a file from before they were kept)."""
+    hosts = {}
+    for sid in site_ids:
+        raw = storage.read_parquet_metadata(site_file(out, sid)).get(HOST_KEY)
+        hosts[sid] = json.loads(raw) if raw else None
+    return hosts
 
 
 def _raise_failures(failures: list[str]) -> None:
