@@ -204,7 +204,7 @@ def atomic_write_text(uri, text: str) -> str:
 
 def atomic_write_parquet(df_or_table, uri, compression: str = "zstd", metadata: dict[str, str] | None = None) -> str:
     """Write a pandas DataFrame or pyarrow Table as one Parquet file, atomically; `metadata` goes into
-    the file's key-value metadata (read back with read_parquet_metadata) without touching the columns."""
+    the file's key-value metadata (read back with read_parquet_and_metadata) without touching the columns."""
     if isinstance(df_or_table, pa.Table):
         table = df_or_table
     else:
@@ -236,18 +236,16 @@ def read_text(uri) -> str:
 
 def read_parquet(uri, columns: Iterable[str] | None = None):
     """One Parquet file as a pandas DataFrame (optionally only `columns`)."""
+    return read_parquet_and_metadata(uri, columns)[0]
+
+
+def read_parquet_and_metadata(uri, columns: Iterable[str] | None = None) -> tuple["pandas.DataFrame", dict[str, str]]:
+    """One Parquet file as a DataFrame and its key-value metadata (pandas' own entry left out)."""
     fs, path = _open_input(uri)
     with fs.open_input_file(path) as f:
         table = pq.read_table(f, columns=list(columns) if columns is not None else None)
-    return table.to_pandas()
-
-
-def read_parquet_metadata(uri) -> dict[str, str]:
-    """A Parquet file's key-value metadata (pandas' own entry left out), from its footer only."""
-    fs, path = _open_input(uri)
-    with fs.open_input_file(path) as f:
-        raw = pq.read_schema(f).metadata or {}
-    return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
+    raw = table.schema.metadata or {}
+    return table.to_pandas(), {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
 
 
 def file_sha256(uri) -> tuple[int, str]:

@@ -307,23 +307,20 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
                     done(summary)
             _raise_failures(failures)
 
-    frames = [storage.read_parquet(site_file(config.out, sid)) for sid in site_ids]
-    table = pd.concat(frames, ignore_index=True) if frames else results_frame([])
+    read = [storage.read_parquet_and_metadata(site_file(config.out, sid)) for sid in site_ids]
+    table = pd.concat([df for df, _ in read], ignore_index=True) if read else results_frame([])
     storage.atomic_write_parquet(table, storage.join(config.out, RESULTS_FILE))
-    storage.atomic_write_text(storage.join(config.out, HOSTS_FILE), json.dumps(_site_hosts(config.out, site_ids),
-                                                                              indent=1, sort_keys=True) + "\n")
+    hosts = {sid: _host_of(meta) for sid, (_, meta) in zip(site_ids, read)}
+    storage.atomic_write_text(storage.join(config.out, HOSTS_FILE), json.dumps(hosts, indent=1, sort_keys=True) + "\n")
     storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
     return table
 
 
-def _site_hosts(out: str, site_ids: list[str]) -> dict:
-    """Site id -> the host record its site file carries (None for a file from before they were kept)."""
-    hosts = {}
-    for sid in site_ids:
-        raw = storage.read_parquet_metadata(site_file(out, sid)).get(HOST_KEY)
-        hosts[sid] = json.loads(raw) if raw else None
-    return hosts
+def _host_of(site_file_metadata: dict) -> dict | None:
+    """The host record a site file carries (None for a file from before they were kept)."""
+    raw = site_file_metadata.get(HOST_KEY)
+    return json.loads(raw) if raw else None
 
 
 def _raise_failures(failures: list[str]) -> None:
