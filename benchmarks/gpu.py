@@ -321,7 +321,8 @@ def environment() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no CUDA device"
     from sptf_ray.provenance import host_info
 
-    return f"torch {torch.__version__}, {host_info()['cpu']}, {os.cpu_count()} CPUs, {gpu}"
+    host = host_info()
+    return f"torch {torch.__version__}, {host['cpu']}, {host['cpus']} CPUs, {gpu}"
 
 
 def main(argv=None) -> int:

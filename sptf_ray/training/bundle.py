@@ -20,8 +20,8 @@ from sptf_ray.config import config_to_dict, load_config
 from sptf_ray.models import SPTF, Normalizer, SPTFConfig, Surrogate, SurrogateConfig
 from sptf_ray.provenance import host_info, package_versions
 
-BUNDLE_FILES = ("weights.pt", "config.json", "normalization.json", "versions.json", "metrics.json", "provenance.json")
 PROVENANCE_FILE = "provenance.json"
+BUNDLE_FILES = ("weights.pt", "config.json", "normalization.json", "versions.json", "metrics.json", PROVENANCE_FILE)
 KINDS = {"surrogate": (Surrogate, SurrogateConfig), "sptf": (SPTF, SPTFConfig)}
 
 __all__ = ["Bundle", "write_bundle", "load_bundle", "package_versions"]
