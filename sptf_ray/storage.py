@@ -248,6 +248,14 @@ def read_parquet_and_metadata(uri, columns: Iterable[str] | None = None) -> tupl
     return table.to_pandas(), {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
 
 
+def read_parquet_key_values(uri) -> dict[str, str]:
+    """A Parquet file's key-value metadata (pandas' own entry left out), from its footer alone."""
+    fs, path = _open_input(uri)
+    with fs.open_input_file(path) as f:
+        raw = pq.read_metadata(f).metadata or {}
+    return {k.decode(): v.decode() for k, v in raw.items() if k != b"pandas"}
+
+
 def file_sha256(uri) -> tuple[int, str]:
     """(size in bytes, sha256 hex) of a file, streamed."""
     fs, path = _open_input(uri)

@@ -221,6 +221,29 @@ def test_stage_without_ray_resumes_and_refuses_other_configs(small_dataset, tmp_
         run_inversion({**cfg, "sites_per_batch": 0})
 
 
+def test_resume_inverts_again_a_site_whose_data_changed(small_dataset, tmp_path, capsys):
+    """A re-run into the same out with the same settings keeps a finished site only when it would
+    read the same data: a site whose SWC changed since is inverted again, the others are kept."""
+    out = str(tmp_path / "inv")
+    cfg = {"data": small_dataset, "out": out, "models": ["fxw"], "sceua": FAST, "ray": {"enabled": False}}
+    first = run_inversion(cfg)
+    static = storage.read_parquet(os.path.join(small_dataset, "sites.parquet"))
+    daily = storage.read_parquet(os.path.join(small_dataset, "daily.parquet"))
+    daily.loc[daily["site_id"] == "S0001", "swc"] *= 0.6
+    shifted = _write_dataset(tmp_path / "shifted", static, daily)
+    ran = []
+    again = run_inversion({**cfg, "data": shifted}, on_site_done=lambda s, st: ran.append(s["site_id"]))
+    assert ran == ["S0001"]
+    assert "1 finished site(s) were inverted from other data" in capsys.readouterr().err
+    fresh = run_inversion({**cfg, "data": shifted, "out": str(tmp_path / "fresh")})
+    cols = ["site_id", "nse", "rmse", "theta_s", "Ks"]
+    pd.testing.assert_frame_equal(again[cols], fresh[cols])  # as if inverted from scratch
+    kept = again["site_id"] != "S0001"
+    pd.testing.assert_frame_equal(again.loc[kept, cols].reset_index(drop=True),
+                                  first.loc[first["site_id"] != "S0001", cols].reset_index(drop=True))
+    assert not np.allclose(again.loc[~kept, "rmse"], first.loc[first["site_id"] == "S0001", "rmse"])
+
+
 def test_a_site_whose_every_simulation_fails_does_not_take_its_batch_down(small_dataset, tmp_path, monkeypatch):
     """Lockstep neighbours of a site the forward model cannot run are kept; the site is named."""
     import sptf_ray.inverse.job as job

@@ -5,7 +5,9 @@ Layout under ``out`` (any storage URI):
 - ``config.yaml``: the resolved `InvertConfig` (written first; a re-run into the same ``out``
   must match it in every setting that changes results, else it refuses);
 - ``sites/<site>.parquet``: one small result file per site, written atomically by whoever
-  inverted it; a site with a file is done and is skipped on a re-run (resume);
+  inverted it, with the host and a digest of the site data it read in its Parquet metadata; a
+  site with a file from the same data is done and is skipped on a re-run (resume), one whose
+  data has changed since is inverted again;
 - ``inversion.parquet``: all selected sites' rows, written at the end, with ``hosts.json`` (per
   site, the host that inverted it: node, CPU, ISA, from each site file's Parquet metadata; null
   for files written before it was recorded), then ``manifest.json``.
@@ -18,6 +20,7 @@ all of them). An actor that dies is restarted (``max_restarts``) and its batch r
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -43,6 +46,7 @@ SITES_DIR = "sites"
 RESULTS_FILE = "inversion.parquet"
 HOSTS_FILE = "hosts.json"
 HOST_KEY = "sptf_ray.host"  # Parquet metadata key of a site file: the host that inverted it
+DATA_KEY = "sptf_ray.data_sha256"  # ... and the digest of the site data it was inverted from
 
 
 @dataclass
@@ -121,6 +125,18 @@ def _payload(years: dict[int, SiteYear]) -> dict:
     return {y: {k: getattr(s, k) for k in ("swc", "precip", "pet", "lai", "lst_c")} for y, s in years.items()}
 
 
+def payload_digest(payload: dict) -> str:
+    """sha256 of what a site's inversion reads (every year's arrays as float64), so a resumed run
+    can tell a finished site whose data has since changed from one it may keep."""
+    digest = hashlib.sha256()
+    for year in sorted(payload, key=int):
+        digest.update(str(int(year)).encode())
+        for key in ("swc", "precip", "pet", "lai", "lst_c"):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(payload[year][key], dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
 def _unpayload(site_id: str, payload: dict) -> dict[int, SiteYear]:
     return {int(y): SiteYear(site_id, int(y), **arrays) for y, arrays in payload.items()}
 
@@ -144,7 +160,8 @@ def invert_site_batch(config: InvertConfig, forward, payloads: dict[str, dict]) 
         if failure is not None and sid in failure.failed_sites:
             continue
         df = table[table["site_id"] == sid].reset_index(drop=True)
-        storage.atomic_write_parquet(df, site_file(config.out, sid), metadata={HOST_KEY: host})
+        metadata = {HOST_KEY: host, DATA_KEY: payload_digest(payloads[sid])}
+        storage.atomic_write_parquet(df, site_file(config.out, sid), metadata=metadata)
         summaries.append({"site_id": sid, "rows": len(df), "seconds": seconds, "pid": os.getpid(),
                           "failed_simulations": int(df["failed_simulations"].sum())})
     if failure is not None:
@@ -281,7 +298,11 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     _check_resume(config)
     storage.makedirs(config.out)
     save_config(config, storage.join(config.out, CONFIG_FILE))
-    todo = [sid for sid in site_ids if not storage.exists(site_file(config.out, sid))]
+    todo = [sid for sid in site_ids if not _site_done(config.out, sid, payloads[sid])]
+    redone = [sid for sid in todo if storage.exists(site_file(config.out, sid))]
+    if redone and config.progress:
+        print(f"invert: {len(redone)} finished site(s) were inverted from other data than {config.data} "
+              f"holds now; inverting them again: {', '.join(redone[:5])}", file=sys.stderr, flush=True)
     progress = Progress(len(site_ids), len(site_ids) - len(todo), config.progress)
     state: dict = {"pids": {}, "summaries": []}
 
@@ -315,6 +336,16 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
     return table
+
+
+def _site_done(out: str, site_id: str, payload: dict) -> bool:
+    """A site file exists and was inverted from the data the site holds now (a file from before
+    the digest was kept is taken as done)."""
+    uri = site_file(out, site_id)
+    if not storage.exists(uri):
+        return False
+    recorded = storage.read_parquet_key_values(uri).get(DATA_KEY)
+    return recorded is None or recorded == payload_digest(payload)
 
 
 def _host_of(site_file_metadata: dict) -> dict | None:
