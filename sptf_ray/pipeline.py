@@ -31,6 +31,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -314,7 +315,8 @@ def _inputs_made_again(rec: dict, made_from: dict, ran_now: list[str]) -> list[s
     recorded = rec.get("inputs")
     if recorded is None:
         return sorted(ran_now)
-    return sorted(u for u, token in made_from.items() if recorded.get(u) != token)
+    # A token recorded as None was not known then (a `sites:` dataset before its token was kept).
+    return sorted(u for u, token in made_from.items() if recorded.get(u, "") not in (None, token))
 
 
 def _output_token(manifest_dir: Optional[str]) -> Optional[str]:
@@ -323,7 +325,20 @@ def _output_token(manifest_dir: Optional[str]) -> Optional[str]:
     was made from it stays valid."""
     if manifest_dir is None:
         return None
-    return _hash("output", storage.read_manifest(manifest_dir)["files"])
+    files = storage.read_manifest(manifest_dir)["files"]
+    return _hash("output", {name: v for name, v in files.items() if not _PROVENANCE_ONLY.search(name)})
+
+
+# Files that record where and how long something was made, not what it holds: a shard's sidecar
+# (seconds, host), a bundle's provenance.json, the inversion's hosts.json. Left out of a stage's
+# output token, so a stage remade to the same content on another host keeps everything after it.
+_PROVENANCE_ONLY = re.compile(r"(^|/)(shard-\d+\.json|provenance\.json|hosts\.json)$")
+
+
+def _site_data_token(sites: str) -> str:
+    """What a `sites:` dataset holds (its statics and daily tables), for the stages made from it."""
+    names = ("sites.parquet", "daily.parquet")
+    return _hash("site data", {n: storage.file_sha256(storage.join(sites, n))[1] for n in names})
 
 
 def _ensure_ray(cfg: RayInit) -> bool:
@@ -378,8 +393,9 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         if complete and rec.get("hash") == digest and rec.get("status") == "done" and not remade:
             progress(f"[run] {name}: skipped ({where} complete)")
             actions[name] = "skipped"
-            if "inputs" not in rec or "made" not in rec:  # a run directory from before the tokens
-                state.set(name, inputs=made_from, made=_output_token(manifest_dir))
+            unknown = [u for u, token in made_from.items() if (rec.get("inputs") or {}).get(u, "") is None and token]
+            if "inputs" not in rec or "made" not in rec or unknown:  # a run directory from before the tokens
+                state.set(name, inputs=made_from, made=rec.get("made") or _output_token(manifest_dir))
             return
         if remade and rec.get("hash") == digest and storage.exists(where):
             # same settings, other inputs: out of date rather than a conflict, so no --replace-changed
@@ -416,6 +432,9 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             h_data = _hash("sites", storage.file_sha256(storage.join(cfg.sites, "daily.parquet"))[1])
             progress(f"[run] network: using the site dataset {cfg.sites}")
             actions["network"] = "external"
+            # h_data covers the daily table only: this token also tells the stages made from the
+            # data when its statics (the SPTF's soil inputs) were edited since.
+            state.set("network", status="external", made=_site_data_token(cfg.sites))
         else:
             from sptf_ray.data.network import build_network
 
@@ -434,7 +453,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         h_ds = _dataset_hash(ds_cfg, h_data if cfg.dataset_site_forcing else None, state.get("dataset").get("hash"))
         stage("dataset", h_ds, lambda: storage.verify_manifest(layout.dataset),
               lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset,
-              inputs=["network"] if cfg.dataset_site_forcing else (), manifest_dir=layout.dataset)
+              inputs=["network"] if cfg.dataset_site_forcing and not cfg.sites else (), manifest_dir=layout.dataset)
         if last < 2:
             return actions
         # 3. surrogates, 4. SPTFs

@@ -101,6 +101,12 @@ def _check_inputs_made_again_are_followed(out, log):
     assert set(run_pipeline(TINY, str(out), progress=log.append).values()) == {"skipped"}
     assert json.loads(stages_json.read_text()) == state
 
+    # a dataset shard made again to the same content (its sidecar's seconds and host differ):
+    # the surrogate made from the set is kept
+    (out / "dataset" / "shard-00001.parquet").write_bytes(b"truncated")
+    remade = run_pipeline(TINY, str(out), progress=log.append)
+    assert remade["dataset"] == "ran" and {v for k, v in remade.items() if k != "dataset"} == {"skipped"}, remade
+
     # the network made again with the same result: nothing made from it is redone
     storage.remove(str(out / "network"))
     again = run_pipeline(TINY, str(out), progress=log.append)
@@ -162,6 +168,58 @@ def test_a_moved_run_directory_resumes(ray_session, tmp_path):
     (tmp_path / "made").rename(tmp_path / "moved")
     again = run_pipeline(forced, str(tmp_path / "moved"), progress=lambda _: None, stop_after="dataset")
     assert again == {"network": "skipped", "dataset": "skipped"}, again
+
+
+def test_edited_site_statics_remake_what_was_made_from_them(ray_session, tmp_path):
+    """With `sites:`, a site table edited since (the SPTF's soil inputs) remakes the SPTF, its
+    predictions and the inversion; the surrogate set and surrogate, made from the daily table alone,
+    are kept. A run recorded before the site token was kept adopts it without redoing anything."""
+    from sptf_ray.data.network import NetworkConfig, build_network
+
+    net = tmp_path / "sites"
+    build_network(NetworkConfig(n_sites=10, n_years=3, seed=1, sites_per_task=10), str(net), executor="local",
+                  progress=lambda m: None)
+    cfg = {**{k: v for k, v in TINY.items() if k != "network"}, "sites": str(net)}
+    out, log = tmp_path / "run", []
+    first = run_pipeline(cfg, str(out), progress=log.append, stop_after="predict")
+    assert set(first.values()) == {"external", "ran"}, first
+    stages_json = out / "stages.json"
+    state = json.loads(stages_json.read_text())
+    assert state["sptf-vgm"]["inputs"]["network"] == state["network"]["made"] is not None
+
+    legacy = {k: {**rec, "inputs": {u: None if u == "network" else t for u, t in rec.get("inputs", {}).items()}}
+              for k, rec in state.items() if k != "network"}
+    stages_json.write_text(json.dumps(legacy))
+    assert set(run_pipeline(cfg, str(out), progress=log.append, stop_after="predict").values()) == {
+        "external", "skipped"}
+    assert json.loads(stages_json.read_text())["sptf-vgm"]["inputs"] == state["sptf-vgm"]["inputs"]
+
+    sites = storage.read_parquet(str(net / "sites.parquet"))
+    sites["sand"], sites["clay"] = sites["clay"].to_numpy(), sites["sand"].to_numpy()
+    storage.atomic_write_parquet(sites, str(net / "sites.parquet"))
+    manifest = storage.read_manifest(str(net))
+    storage.write_manifest(str(net), sorted(manifest["files"]), manifest.get("extra"))
+    again = run_pipeline(cfg, str(out), progress=log.append, stop_after="predict")
+    assert again == {"network": "external", "dataset": "skipped", "surrogate-vgm": "skipped",
+                     "sptf-vgm": "ran", "predict-vgm": "ran"}, again
+    assert any("sptf-vgm: network made again since" in line for line in log), log
+
+
+def test_provenance_files_are_left_out_of_a_stage_output_token(tmp_path):
+    from sptf_ray.pipeline import _output_token
+
+    for name, content in (("shard-00000.parquet", b"rows"), ("shard-00000.json", b'{"seconds": 1.0}'),
+                          ("provenance.json", b"{}")):
+        (tmp_path / name).write_bytes(content)
+    storage.write_manifest(str(tmp_path), ["shard-00000.parquet", "shard-00000.json", "provenance.json"])
+    token = _output_token(str(tmp_path))
+    (tmp_path / "shard-00000.json").write_bytes(b'{"seconds": 2.5}')
+    (tmp_path / "provenance.json").write_bytes(b'{"node": "elsewhere"}')
+    storage.write_manifest(str(tmp_path), ["shard-00000.parquet", "shard-00000.json", "provenance.json"])
+    assert _output_token(str(tmp_path)) == token
+    (tmp_path / "shard-00000.parquet").write_bytes(b"other rows")
+    storage.write_manifest(str(tmp_path), ["shard-00000.parquet", "shard-00000.json", "provenance.json"])
+    assert _output_token(str(tmp_path)) != token
 
 
 def test_a_run_made_when_the_site_path_was_hashed_keeps_its_digest():
