@@ -35,9 +35,14 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: a path that is missing, a file, or not writable
         print(f"sptf {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Every file is written under a temporary name and renamed when complete: nothing is half-written.
+        print(f"\nsptf {args.command}: interrupted; finished work is kept, and the same command resumes "
+              "where a stage supports it", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

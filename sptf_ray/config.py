@@ -176,7 +176,10 @@ def load_config(cls: type[T], source) -> T:
         if os.fspath(source).lower().endswith(".json"):
             data = json.loads(text)
         else:
-            data = parse_yaml(text)
+            try:
+                data = parse_yaml(text)
+            except yaml.YAMLError as exc:
+                raise ValueError(f"config {source} is not valid YAML: {exc}") from None
         if data is None:
             data = {}
         if not isinstance(data, dict):

@@ -101,3 +101,28 @@ def test_fixed_length_tuple_fields_load_with_their_item_types():
     assert load_config(Window, {"span": [3, 4.5]}).span == (3, 4.5)
     with pytest.raises(ValueError, match="span"):
         load_config(Window, {"span": ["x", 4.5]})
+
+
+def test_a_yaml_syntax_error_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nsplit: {train: 0.7\n")
+    with pytest.raises(ValueError, match=r"bad\.yaml is not valid YAML"):
+        cfg.load_config(Outer, str(bad))
+
+
+@pytest.mark.parametrize("raised, code, said", [
+    (PermissionError(13, "Permission denied", "/ro/out"), 2, "error: [Errno 13] Permission denied: '/ro/out'"),
+    (NotADirectoryError(20, "Not a directory", "f/out"), 2, "error: [Errno 20] Not a directory"),
+    (KeyboardInterrupt(), 130, "interrupted; finished work is kept"),
+])
+def test_the_cli_turns_os_errors_and_ctrl_c_into_one_line(monkeypatch, capsys, raised, code, said):
+    import sptf_ray.physics.cli as simulate_cli
+    from sptf_ray.cli import main
+
+    def fail(args):
+        raise raised
+
+    monkeypatch.setattr(simulate_cli, "run", fail)
+    assert main(["simulate", "--example", "--out", "x"]) == code
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err
