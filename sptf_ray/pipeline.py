@@ -514,6 +514,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         from sptf_ray.evaluate.report import evaluate_run, verify_evaluation
 
         ev = {"run_dir": out, "data": data, "predict": {m: layout.predict(m) for m in cfg.models},
+              "bundles": {m: storage.join(layout.sptf_run(m), "bundle") for m in cfg.models},
               "inversion": layout.inversion, "split_seed": cfg.split_seed, **config_to_dict(cfg.evaluate)}
         # the report depends on everything upstream: re-evaluate whenever any of it changed
         upstream = [k for k in sorted(state.data) if k != "evaluate"]

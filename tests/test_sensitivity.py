@@ -116,3 +116,21 @@ def test_report_carries_both_analyses(sites, tmp_path):
     md = (tmp_path / "run" / REPORT_MD).read_text()
     assert "Permutation feature importance" in md and "Input-length sensitivity" in md
     assert "figures/feature_importance.png" in res["files"] and "figures/input_length.png" in res["files"]
+
+    # The bundle moved (as in a moved run directory): the predict manifest's path is gone, the one
+    # the config gives is read. Then both analyses switched off: their earlier CSVs do not stay.
+    import shutil
+
+    from sptf_ray.evaluate.report import verify_evaluation
+
+    moved = str(tmp_path / "moved-bundle")
+    shutil.move(bundle, moved)
+    base = {"run_dir": str(tmp_path / "run"), "data": uri, "predict": {"vgm": pred}, "rosetta": False,
+            "input_lengths": [30, 365], "length_windows": 2, "sensitivity_splits": ["train"]}
+    again = evaluate_run({**base, "importance_repeats": 2, "bundles": {"vgm": moved}}, progress=lambda m: None)
+    assert IMPORTANCE_FILE in again["files"] and not any("no complete SPTF bundle" in n for n in again["notes"])
+    off = evaluate_run({**base, "importance_repeats": 0, "input_lengths": []}, progress=lambda m: None)
+    assert any("no complete SPTF bundle" in n for n in off["notes"])
+    for name in (IMPORTANCE_FILE, INPUT_LENGTH_FILE, "figures/feature_importance.png"):
+        assert not (tmp_path / "run" / name).exists(), name
+    assert verify_evaluation(str(tmp_path / "run")) and (tmp_path / "run" / REPORT_MD).exists()

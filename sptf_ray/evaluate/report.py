@@ -64,6 +64,9 @@ class EvaluateConfig:
     data: str = ""  # site dataset dir (default: <run_dir>/network)
     predict: dict[str, str] = field(default_factory=dict)  # model -> predict dir (default: <run_dir>/predict/<model>)
     inversion: str = ""  # inversion dir (default: <run_dir>/inversion)
+    # model -> SPTF bundle for the sensitivity analyses (default: the one its predict dir's manifest
+    # names; `sptf run` gives its own, so a moved or copied run dir reads the bundle it holds)
+    bundles: dict[str, str] = field(default_factory=dict)
     out: str = ""  # default: run_dir
     split_seed: int = 0  # used only when the data dir holds no splits.parquet
     rosetta: bool = True
@@ -506,11 +509,13 @@ def evaluate_run(config, progress=print) -> dict:
     corr = _param_correlation(params, truth) if truth is not None else pd.DataFrame()
     fi_rows, len_rows = analyse_predict_dirs(cfg.predict, static, daily, samples, cfg.sensitivity_splits,
                                              cfg.importance_repeats, cfg.input_lengths, cfg.length_windows,
-                                             cfg.sensitivity_seed, cfg.device, notes)
+                                             cfg.sensitivity_seed, cfg.device, notes, bundles=cfg.bundles)
     len_summary = summarize_lengths(len_rows)
 
     out = cfg.out
     storage.makedirs(out)
+    earlier = _evaluation_files(out)
+    storage.remove(storage.join(out, EVAL_MANIFEST))  # the earlier report no longer stands
     files = []
 
     def put(name: str, data: bytes | None):
@@ -573,6 +578,8 @@ def evaluate_run(config, progress=print) -> dict:
         put(INPUT_LENGTH_FILE, len_rows.to_csv(index=False).encode())
     put(REPORT_MD, md.encode())
     put(REPORT_HTML, ht.encode())
+    for name in sorted(set(earlier) - set(files)):  # e.g. feature_importance.csv of an analysis now skipped
+        storage.remove(storage.join(out, name))
     _write_eval_manifest(out, files)
     progress(f"evaluate: {len(series['method'].unique())} methods, {len(per)} site-years scored in "
              f"{time.time() - t0:.0f} s -> {storage.join(out, REPORT_MD)}")
@@ -592,6 +599,19 @@ def _write_eval_manifest(out: str, files: list) -> None:
         size, digest = storage.file_sha256(storage.join(out, name))
         entries[name] = {"size": size, "sha256": digest}
     storage.atomic_write_text(storage.join(out, EVAL_MANIFEST), json.dumps({"files": entries}, indent=2) + "\n")
+
+
+def _evaluation_files(out: str) -> list[str]:
+    """The files an earlier evaluation into `out` wrote (its manifest's list; none without one)."""
+    import json
+
+    uri = storage.join(out, EVAL_MANIFEST)
+    if not storage.exists(uri):
+        return []
+    try:
+        return list(json.loads(storage.read_text(uri))["files"])
+    except (ValueError, KeyError, TypeError):
+        return []
 
 
 def verify_evaluation(out: str) -> bool:

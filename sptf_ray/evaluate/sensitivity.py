@@ -140,8 +140,9 @@ def input_length_sensitivity(scorer: SPTFScorer, arrays, lengths=DEFAULT_LENGTHS
 
 def analyse_predict_dirs(predict_dirs: dict, static: pd.DataFrame, daily: pd.DataFrame, samples: pd.DataFrame,
                          splits, repeats: int, lengths, windows: int, seed: int, device: str,
-                         notes: list) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Both analyses for every model whose predict dir names its SPTF bundle, on each split.
+                         notes: list, bundles: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Both analyses for every model whose predict dir names its SPTF bundle (or `bundles` gives
+    one), on each split.
 
     Returns (importance rows, input-length rows), each with `method` and `split` columns; what
     cannot be analysed is said in `notes`, never silently left out.
@@ -153,10 +154,12 @@ def analyse_predict_dirs(predict_dirs: dict, static: pd.DataFrame, daily: pd.Dat
     importance, length = [], []
     for model, d in sorted(predict_dirs.items()):
         method = f"SPTF-{model.upper()}"
-        try:
-            bundle_uri = storage.read_manifest(d).get("extra", {}).get("bundle")
-        except (FileNotFoundError, ValueError):
-            bundle_uri = None
+        bundle_uri = (bundles or {}).get(model)
+        if not bundle_uri:
+            try:
+                bundle_uri = storage.read_manifest(d).get("extra", {}).get("bundle")
+            except (FileNotFoundError, ValueError):
+                bundle_uri = None
         if not bundle_uri or not storage.verify_manifest(bundle_uri):
             notes.append(f"{method}: no complete SPTF bundle named by `{d}`; feature importance and input-length "
                          "sensitivity skipped")
