@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import copy
+import json
+import os
 import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -230,8 +233,6 @@ def test_materialized_surrogate_set_holds_the_rows_streaming_gives(ray_session, 
 
 
 def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path, capsys):
-    import pandas as pd
-
     from sptf_ray import storage
     from sptf_ray.cli import main
     from sptf_ray.physics import parameter_space
@@ -274,6 +275,40 @@ def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path
     assert len(metrics) == 8 * 2 and metrics["n_days"].gt(0).all()
     sim = pd.read_parquet(storage.join(out, "simulated.parquet"))
     assert len(sim) == 8 * 2 * 365
+    _check_predict_on_awkward_sites(sptf.bundle, data["sites"], out, tmp_path, capsys)
+
+
+def _check_predict_on_awkward_sites(bundle, sites, out, tmp_path, capsys):
+    from sptf_ray import storage
+    from sptf_ray.cli import main
+    from sptf_ray.data.validate import SiteDataset, load_site_dataset, write_site_dataset
+
+    # Parameters only, into the same directory: the earlier run's solver files do not stay behind.
+    assert main(["predict", "--bundle", bundle, "--sites", sites, "--out", out, "--no-simulate"]) == 0
+    assert not os.path.exists(os.path.join(out, "simulated.parquet"))
+    assert not os.path.exists(os.path.join(out, "metrics.csv")) and storage.verify_manifest(out)
+    # A new site with one year of history gets its parameters (no target year to score).
+    ds = load_site_dataset(sites)
+    one_year = ds.daily[(ds.daily["site_id"] == "S00") & (ds.daily["date"].dt.year == 2002)]
+    write_site_dataset(SiteDataset(ds.static[ds.static["site_id"] == "S00"], one_year), str(tmp_path / "one"))
+    assert main(["predict", "--bundle", bundle, "--sites", str(tmp_path / "one"), "--out",
+                 str(tmp_path / "p1")]) == 0
+    p1 = pd.read_csv(tmp_path / "p1" / "parameters.csv")
+    assert p1[["site_id", "hist_year"]].values.tolist() == [["S00", 2002]]
+    # SWC in percent everywhere: nothing to predict is an error, and the year's unit hint is kept.
+    write_site_dataset(SiteDataset(ds.static, ds.daily.assign(swc=ds.daily["swc"] * 100)), str(tmp_path / "pct"))
+    assert main(["predict", "--bundle", bundle, "--sites", str(tmp_path / "pct"), "--out",
+                 str(tmp_path / "p2")]) == 1
+    assert "no site-year" in capsys.readouterr().err
+    why = json.loads((tmp_path / "p2" / "rejected.json").read_text())
+    assert sorted(why) == sorted(ds.static["site_id"]) and "percent" in why["S00"], why
+    assert main(["predict", "--bundle", bundle, "--sites", sites, "--out", out, "--device", "gpu0"]) == 2
+    if not torch.cuda.is_available():
+        assert main(["predict", "--bundle", bundle, "--sites", sites, "--out", out, "--device", "cuda"]) == 2
+        assert "no CUDA device" in capsys.readouterr().err
+    # --out onto the site dataset itself would replace its manifest
+    assert main(["predict", "--bundle", bundle, "--sites", sites, "--out", sites]) == 2
+    assert load_site_dataset(sites).static.equals(ds.static)
 
 
 def test_tune_sptf_one_trial(ray_runs, data):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 from sptf_ray.training.schedule import LR_SCHEDULES
 
@@ -140,6 +141,10 @@ def run_predict(args) -> int:
 
     table = predict(args.bundle, args.sites, args.out, device=args.device, run_solver=not args.no_simulate)
     print(f"parameters for {len(table)} site-year(s) written to {args.out}")
+    if len(table) == 0:
+        print(f"sptf predict: error: no site-year of {args.sites} could be predicted; "
+              f"why each site was rejected: {args.out}/rejected.json", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -49,6 +49,41 @@ def predict_parameters(bundle, static: pd.DataFrame, daily: pd.DataFrame, device
     return arrays, phys.cpu().numpy()
 
 
+def check_device(device) -> torch.device:
+    """A torch device this machine has, or a ValueError that says why not."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...): {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA device torch can use (use cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
+
+
+def rejection_reasons(report: pd.DataFrame) -> dict[str, str]:
+    """{site_id: why} for each site QC rejected, with its years' own reasons (a unit hint such as
+    'looks like percent' is said of a year, not of the site)."""
+    years = report[(report["level"] == "site-year") & (report["status"] != "accepted")]
+    out = {}
+    for row in report[(report["level"] == "site") & (report["status"] != "accepted")].itertuples():
+        sid = str(row.site_id)
+        per_year = years[years["site_id"].astype(str) == sid]
+        detail = "; ".join(f"{int(r.year)}: {r.reason}" for r in per_year.itertuples() if str(r.reason))
+        out[sid] = f"{row.reason} ({detail})" if detail else str(row.reason)
+    return out
+
+
+def _check_out_is_not_the_sites(out_uri, sites_uri) -> None:
+    from sptf_ray.data import schema
+
+    same = storage.resolve(out_uri)[1].rstrip("/") == storage.resolve(sites_uri)[1].rstrip("/")
+    if same or storage.exists(storage.join(out_uri, schema.STATIC_FILE)):
+        raise ValueError(f"--out {out_uri} holds a site dataset: predictions would replace its manifest; "
+                         "choose another directory")
+
+
 def _scores(sim: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> tuple[float, float, int]:
     w = (mask > 0) & np.isfinite(obs) & np.isfinite(sim)
     if w.sum() == 0:
@@ -65,16 +100,19 @@ def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = Tru
     from sptf_ray.data.validate import load_site_dataset
     from sptf_ray.training.bundle import load_bundle
 
+    device = check_device(device)
     bundle = load_bundle(bundle_uri, map_location=device)
     if bundle.kind != "sptf":
         raise ValueError(f"{bundle_uri} is a {bundle.kind!r} bundle; predict needs an SPTF bundle")
     model_name = bundle.network_config.model
-    ds = load_site_dataset(sites_uri, validate=True)
+    _check_out_is_not_the_sites(out_uri, sites_uri)
+    # One accepted year is enough here: a new site's history is what the SPTF is for; a target
+    # year, when there is one, only adds the solver's score.
+    ds = load_site_dataset(sites_uri, validate=True, config={"min_consecutive_years": 1})
     arrays, params = predict_parameters(bundle, ds.static, ds.daily, device)
     rejected = dict(arrays.rejected)
     if ds.report is not None:
-        for row in ds.report[(ds.report["level"] == "site") & (ds.report["status"] != "accepted")].itertuples():
-            rejected.setdefault(str(row.site_id), str(row.reason))
+        rejected.update({sid: why for sid, why in rejection_reasons(ds.report).items() if sid not in rejected})
     names = PARAM_NAMES[model_name]
     table = pd.DataFrame({"site_id": arrays.site_id.astype(str), "hist_year": arrays.hist_year,
                           "target_year": arrays.target_year, "model": model_name,
@@ -82,6 +120,8 @@ def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = Tru
     for j, name in enumerate(names):
         table[name] = params[:, j]
     storage.makedirs(out_uri)
+    for stale in (storage.MANIFEST_NAME, SIM_FILE, METRICS_FILE):  # of an earlier predict into out_uri
+        storage.remove(storage.join(out_uri, stale))
     files = [PARAMS_FILE, REJECTED_FILE]
     has_target = np.isfinite(arrays.target_forcing).all(axis=(1, 2)) if len(arrays) else np.zeros(0, bool)
     if run_solver and has_target.any():
