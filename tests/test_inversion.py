@@ -244,6 +244,19 @@ def test_resume_inverts_again_a_site_whose_data_changed(small_dataset, tmp_path,
     assert not np.allclose(again.loc[~kept, "rmse"], first.loc[first["site_id"] == "S0001", "rmse"])
 
 
+def test_a_year_that_cannot_be_inverted_leaves_the_sites_other_pairs(tmp_path, capsys):
+    """A frozen third year is left out (named in the manifest); the site's first pair is inverted."""
+    static, daily = synthetic_dataset(1, seed=1, models=("fxw",), n_years=3)
+    daily.loc[daily["date"].dt.year == 2003, "lst_c"] = -5.0
+    data = _write_dataset(tmp_path / "d", static, daily)
+    out = str(tmp_path / "o")
+    table = run_inversion({"data": data, "out": out, "models": ["fxw"], "sceua": FAST, "ray": {"enabled": False}})
+    assert table[["calib_year", "eval_year"]].values.tolist() == [[2001, 2002]]
+    left_out = storage.read_manifest(out)["extra"]["left_out_years"]
+    assert list(left_out) == ["S0000"] and "year 2003: only 0 unfrozen day(s)" in left_out["S0000"][0]
+    assert "1 site-year(s) left out" in capsys.readouterr().err
+
+
 def test_a_site_whose_every_simulation_fails_does_not_take_its_batch_down(small_dataset, tmp_path, monkeypatch):
     """Lockstep neighbours of a site the forward model cannot run are kept; the site is named."""
     import sptf_ray.inverse.job as job

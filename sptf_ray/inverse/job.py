@@ -10,7 +10,8 @@ Layout under ``out`` (any storage URI):
   data has changed since is inverted again;
 - ``inversion.parquet``: all selected sites' rows, written at the end, with ``hosts.json`` (per
   site, the host that inverted it: node, CPU, ISA, from each site file's Parquet metadata; null
-  for files written before it was recorded), then ``manifest.json``.
+  for files written before it was recorded), then ``manifest.json`` (its ``left_out_years``: per
+  site, each year that cannot be inverted and why; the site's other year pairs are inverted).
 
 With ``ray.enabled`` the sites go to a pool of actors (``num_actors`` x ``cpus_per_actor``), each
 holding its forward model with ``numba.set_num_threads(cpus_per_actor)``, in tasks of
@@ -282,18 +283,27 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     site_ids = select_sites(config, dataset.static, dataset.daily)
     daily = dataset.daily[dataset.daily["site_id"].astype(str).isin(site_ids)]
     by_site = {sid: g for sid, g in daily.groupby(daily["site_id"].astype(str))}
-    problems, payloads = [], {}
+    problems, payloads, left_out = [], {}, {}
     for sid in site_ids:
         try:
             if sid not in by_site:
                 raise ValueError(f"site {sid!r}: no rows in the daily table")
-            years = site_years(by_site[sid], sid)
-            validate_site(sid, years, config.samples, config.min_valid_days)
+            years, dropped = _usable_years(site_years(by_site[sid], sid), config.min_valid_days)
+            try:
+                validate_site(sid, years, config.samples, config.min_valid_days)
+            except ValueError as exc:
+                raise ValueError("; ".join(dropped) + " (no year pair left)" if dropped else str(exc)) from None
             payloads[sid] = _payload(years)
+            if dropped:
+                left_out[sid] = dropped
         except ValueError as exc:
             problems.append(str(exc))
     if problems:
         raise ValueError(f"{len(problems)} site(s) cannot be inverted: " + "; ".join(problems[:10]))
+    if left_out and config.progress:
+        reasons = [r for rs in left_out.values() for r in rs]
+        print(f"invert: {len(reasons)} site-year(s) left out, the other years of their sites are inverted: "
+              + "; ".join(reasons[:5]), file=sys.stderr, flush=True)
 
     _check_resume(config)
     storage.makedirs(config.out)
@@ -334,8 +344,21 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     hosts = {sid: _host_of(meta) for sid, (_, meta) in zip(site_ids, read)}
     storage.atomic_write_text(storage.join(config.out, HOSTS_FILE), json.dumps(hosts, indent=1, sort_keys=True) + "\n")
     storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
-                           {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table)})
+                           {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table),
+                            "left_out_years": left_out})
     return table
+
+
+def _usable_years(years: dict[int, SiteYear], min_valid_days: int) -> tuple[dict[int, SiteYear], list[str]]:
+    """The years a site can be inverted on, and why each other one cannot (one all-frozen or
+    gappy year leaves the site's other year pairs to invert, rather than stopping every site)."""
+    kept, dropped = {}, []
+    for year, site_year in sorted(years.items()):
+        try:
+            kept[year] = site_year.validate(min_valid_days)
+        except ValueError as exc:
+            dropped.append(str(exc))
+    return kept, dropped
 
 
 def _site_done(out: str, site_id: str, payload: dict) -> bool:
