@@ -86,6 +86,17 @@ def test_network_config_validates():
         NetworkConfig(vgm_fraction=1.5)
     with pytest.raises(ValueError, match="sensor_noise_sd"):
         NetworkConfig(sensor_noise_sd_min=0.03, sensor_noise_sd_max=0.02)
+    with pytest.raises(ValueError, match="sensor_bias_sd"):
+        NetworkConfig(sensor_bias_sd=1.0)  # every reading of a site would clip to 0 or 1
+    with pytest.raises(ValueError, match="seed must be >= 0"):
+        NetworkConfig(seed=-1)
+
+
+def test_build_network_cli_refuses_a_negative_seed_before_making_out(tmp_path, capsys):
+    from sptf_ray.cli import main
+
+    assert main(["build-network", "--sites", "2", "--seed", "-1", "--out", str(tmp_path / "net")]) == 2
+    assert "seed must be >= 0" in capsys.readouterr().err and not (tmp_path / "net").exists()
 
 
 def test_draw_sites_half_vgm_half_fxw_and_deterministic():

@@ -43,6 +43,8 @@ CLIMATE_FILE = "climate.parquet"
 CONFIG_FILE = "config.yaml"
 SHARDS_DIR = "_shards"
 
+MAX_SENSOR_ERROR_SD = 0.1  # m3/m3
+
 # Independent random streams, so adding draws to one never shifts another.
 _STREAM_SITES, _STREAM_WEATHER, _STREAM_NOISE = 0, 1, 2
 
@@ -79,6 +81,12 @@ class NetworkConfig:
                              f"{self.sensor_noise_sd_min}, {self.sensor_noise_sd_max}")
         if self.sensor_bias_sd < 0:
             raise ValueError(f"sensor_bias_sd must be >= 0, got {self.sensor_bias_sd}")
+        # In m3/m3: SWC itself spans ~0.05-0.5, so a larger error only clips readings to 0 or 1.
+        if max(self.sensor_noise_sd_max, self.sensor_bias_sd) > MAX_SENSOR_ERROR_SD:
+            raise ValueError(f"sensor_noise_sd_max ({self.sensor_noise_sd_max}) and sensor_bias_sd "
+                             f"({self.sensor_bias_sd}) must be <= {MAX_SENSOR_ERROR_SD} m3/m3")
+        if self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
         if self.sites_per_task < 1 or self.cpus_per_task < 1:
             raise ValueError("sites_per_task and cpus_per_task must be >= 1")
         if not 1900 <= self.start_year <= 2200:
