@@ -128,12 +128,16 @@ def test_ismn_real_files(ismn_test_data, tmp_path, layout):
         with pytest.raises(ValueError, match="cosmic-ray"):
             ingest({"source": "ismn", "path": str(src), "out": str(out)})
         return
-    ds = ingest({"source": "ismn", "path": str(src), "out": str(out)})
-    rep = ds.report[ds.report.level == "site"].set_index("site_id")
+    # no station passes QC: only the QC report is written, and the error points at it
+    with pytest.raises(ValueError, match="no site passed QC.*qc_summary.txt.*precip_cm missing"):
+        ingest({"source": "ismn", "path": str(src), "out": str(out)})
+    assert not (out / storage.MANIFEST_NAME).exists() and not (out / schema.STATIC_FILE).exists()
+    report = pd.read_parquet(out / schema.QC_REPORT_FILE)
+    rep = report[report.level == "site"].set_index("site_id")
     assert "cosmic-ray" in rep.loc["COSMOS:ARM-1", "reason"]
     # fraye has a 5 cm ThetaProbe but no precipitation: its years are rejected, with the reason
     assert "FR_Aqui:fraye" in rep.index
-    years = ds.report[(ds.report.site_id == "FR_Aqui:fraye") & (ds.report.level == "site-year")]
+    years = report[(report.site_id == "FR_Aqui:fraye") & (report.level == "site-year")]
     assert len(years) > 3 and years.reason.str.contains("precip_cm missing").any()
     assert not list(src.glob("python_metadata"))  # ISMN's cache kept out of the user's folder
 
@@ -151,8 +155,8 @@ def test_ismn_5cm_station_both_layouts(ismn_test_data, tmp_path, layout):
     assert skipped == [] and [s.site_id for s in stations] == ["SMOSMANIA:Narbonne"]
     swc = stations[0].daily["swc"]
     assert len(swc) == 31 and swc.between(0, 1).all()
-    ds = ingest({"source": "ismn", "path": str(tmp_path / "src"), "out": str(tmp_path / "o")})
-    assert ds.static.empty and "swc missing" in ds.report.reason.str.cat()
+    with pytest.raises(ValueError, match="no site passed QC.*swc missing"):
+        ingest({"source": "ismn", "path": str(tmp_path / "src"), "out": str(tmp_path / "o")})
 
 
 def test_ismn_empty_folder_is_a_clear_error(tmp_path):

@@ -2,6 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+# How station ids are spelled, for the unmatched-site_id warning.
+STATION_ID_FORMAT = {
+    "uscrn": "'uscrn:WBANNO' (e.g. 'uscrn:03047')",
+    "ismn": "'NETWORK:STATION' (e.g. 'SMOSMANIA:Narbonne')",
+}
 
 
 def add_parser(subparsers) -> None:
@@ -29,5 +36,15 @@ def run(args) -> int:
         "qc": {"max_missing_fraction": args.max_missing},
     })
     print(format_qc_summary(dataset.report), end="")
+    _warn_unmatched(dataset.extra.get("unmatched_user_site_ids", {}), args)
     print(f"wrote {len(dataset.static)} site(s), {len(dataset.daily)} day(s) to {args.out}")
     return 0
+
+
+def _warn_unmatched(unmatched: dict, args) -> None:
+    """One line per user file whose rows name no station: those rows were not used."""
+    paths = {"statics": args.statics_csv, "forcing": args.forcing_csv, "lai": args.lai_csv}
+    for name, ids in unmatched.items():
+        shown = ", ".join(repr(i) for i in ids[:5]) + (f" (+{len(ids) - 5} more)" if len(ids) > 5 else "")
+        print(f"warning: --{name} {paths[name]}: {len(ids)} site_id(s) match no station and were ignored: "
+              f"{shown}; station ids look like {STATION_ID_FORMAT[args.source]}", file=sys.stderr)

@@ -94,6 +94,43 @@ def _col(met: pd.DataFrame, name: str) -> pd.Series:
     return pd.Series(np.nan, index=met.index, dtype=float)
 
 
+# Plausibility limits in station units. Medians, not extremes, so a few bad days (QC's job) do
+# not trip them: a median outside means the whole column is in another unit, which pyet either
+# rejects with a misleading message or silently turns into absurd PET/LST.
+TEMPERATURE_COLUMNS = ("tmax_c", "tmin_c", "tmean_c", "surface_temp_c")
+TEMPERATURE_MEDIAN_RANGE_C = (-60.0, 50.0)
+MEDIAN_MAX = {
+    "rs_mj_m2": (50.0, "is it W/m2? give MJ/m2/d (W/m2 x 0.0864)"),
+    "wind_ms": (50.0, "is it km/h or knots? give m/s"),
+    "lai": (15.0, "is it scaled (e.g. MODIS LAI x10)? give m2/m2"),
+}
+RH_FRACTION_MAX, RH_FRACTION_MIN_VALUES = 1.5, 30  # fewer values: too little to call it a fraction
+
+
+def check_station_inputs(met: pd.DataFrame, lat: float, site_id: str) -> None:
+    """Raise ValueError naming the site when its latitude or a MET_COLUMNS column is implausible."""
+    if lat is None or not np.isfinite(lat) or not -90.0 <= lat <= 90.0:
+        raise ValueError(f"site {site_id}: latitude {lat} is missing or outside [-90, 90] degrees")
+    for col in MET_COLUMNS:
+        values = _col(met, col).dropna()
+        problem = _unit_problem(col, values) if len(values) else None
+        if problem:
+            raise ValueError(f"site {site_id}: {col} {problem}")
+
+
+def _unit_problem(col: str, values: pd.Series) -> str | None:
+    median = float(values.median())
+    lo, hi = TEMPERATURE_MEDIAN_RANGE_C
+    if col in TEMPERATURE_COLUMNS and not lo <= median <= hi:
+        return f"median {median:.1f} is outside [{lo:g}, {hi:g}] C: is it in kelvin or fahrenheit?"
+    if col == "rh_pct" and len(values) >= RH_FRACTION_MIN_VALUES and values.max() <= RH_FRACTION_MAX:
+        return f"values are all <= {RH_FRACTION_MAX} (median {median:.2f}): looks like a fraction; give percent"
+    if col in MEDIAN_MAX and median > MEDIAN_MAX[col][0]:
+        limit, hint = MEDIAN_MAX[col]
+        return f"median {median:.1f} is above {limit:g}: {hint}"
+    return None
+
+
 def compute_pet_mm(met: pd.DataFrame, lat: float, elevation_m: float) -> tuple[pd.Series, pd.Series]:
     """(PET mm/d, method per day) with pyet: FAO-56 PM when T, Rs and RH exist, else Hargreaves.
 

@@ -27,8 +27,9 @@ import pandas as pd
 from sptf_ray import storage
 from sptf_ray.config import load_config, save_config
 from sptf_ray.data import schema
-from sptf_ray.data.forcing import MET_COLUMNS, derive_forcing
-from sptf_ray.data.validate import QCConfig, SiteDataset, validate_sites, write_site_dataset
+from sptf_ray.data.forcing import MET_COLUMNS, check_station_inputs, derive_forcing
+from sptf_ray.data.validate import (QCConfig, SiteDataset, validate_sites, write_qc_report,
+                                    write_site_dataset)
 
 CONFIG_FILE = "ingest_config.yaml"
 STATIC_USER_COLUMNS = ("sand", "silt", "clay", "bulk_density", "land_cover", "elevation_m", "texture_class")
@@ -87,23 +88,36 @@ _USCRN_TO_MET = {
 
 def read_uscrn_file(path: str) -> pd.DataFrame:
     """One USCRN daily01 file (NOAA whitespace layout, or CSV with the same column header)."""
-    with open(path, encoding="utf-8") as f:
-        first = f.readline()
-    if "WBANNO" in first.upper():
-        df = pd.read_csv(path, sep=None, engine="python", dtype={"WBANNO": str, "LST_DATE": str})
-        df.columns = [c.strip().upper() for c in df.columns]
-    else:
-        df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="python")
-        if df.shape[1] != len(USCRN_COLUMNS):
-            raise ValueError(
-                f"{path}: {df.shape[1]} columns, the USCRN daily01 layout has {len(USCRN_COLUMNS)}"
-            )
-        df.columns = USCRN_COLUMNS
+    # Decoding and empty-file errors from open/pandas do not name the file; in a folder of
+    # station-years the user needs to know which one.
+    try:
+        df = _read_uscrn_table(path)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.object[exc.start:exc.start + 1]!r} at "
+                         f"offset {exc.start}); USCRN files are ASCII, save it as UTF-8") from exc
+    except pd.errors.EmptyDataError as exc:
+        raise ValueError(f"{path}: empty file, not a USCRN daily file") from exc
     needed = ["WBANNO", "LST_DATE", "LONGITUDE", "LATITUDE", "T_DAILY_MAX", "T_DAILY_MIN", "P_DAILY_CALC",
               "SOIL_MOISTURE_5_DAILY"]
     missing = [c for c in needed if c not in df.columns]
     if missing:
         raise ValueError(f"{path}: missing USCRN column(s): {', '.join(missing)}")
+    return df
+
+
+def _read_uscrn_table(path: str) -> pd.DataFrame:
+    # utf-8-sig: CSVs saved by spreadsheets start with a BOM that would otherwise glue onto WBANNO
+    with open(path, encoding="utf-8-sig") as f:
+        first = f.readline()
+    if "WBANNO" in first.upper():
+        df = pd.read_csv(path, sep=None, engine="python", encoding="utf-8-sig",
+                         dtype={"WBANNO": str, "LST_DATE": str})
+        df.columns = [c.strip().upper() for c in df.columns]
+        return df
+    df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, engine="python", encoding="utf-8-sig")
+    if df.shape[1] != len(USCRN_COLUMNS):
+        raise ValueError(f"{path}: {df.shape[1]} columns, the USCRN daily01 layout has {len(USCRN_COLUMNS)}")
+    df.columns = USCRN_COLUMNS
     return df
 
 
@@ -199,6 +213,10 @@ def read_ismn(path: str, depth_m: float = 0.05, max_span_m: float = 0.10) -> tup
 
     if not os.path.exists(path):
         raise FileNotFoundError(f"no ISMN data at {path}")
+    if os.path.isfile(path) and not path.lower().endswith(".zip"):
+        # ISMN_Interface would fail with NotADirectoryError: it reads NETWORK/STATION folders
+        raise ValueError(f"{path} is a single file: PATH must be the ISMN download folder "
+                         f"(NETWORK/STATION/*.stm) or its zip")
     stations, skipped = [], []
     # ISMN writes a metadata cache; keep it out of the user's download folder.
     with tempfile.TemporaryDirectory(prefix="sptf-ismn-meta-") as meta_dir:
@@ -207,6 +225,12 @@ def read_ismn(path: str, depth_m: float = 0.05, max_span_m: float = 0.10) -> tup
         except TypeError as exc:  # ismn 1.5 fails this way when it finds no station file
             raise ValueError(
                 f"no ISMN station files under {path} (expected NETWORK/STATION/*.stm, or the zip)"
+            ) from exc
+        except ValueError as exc:  # pandas' "No objects to concatenate": every file was unreadable
+            # (ISMN's own log of why lives in meta_dir, deleted on exit, so say it here)
+            raise ValueError(
+                f"no readable ISMN station file under {path} (expected the header+values format: "
+                f"a header line, then 'YYYY/MM/DD HH:MM value flag flag' lines; or ceop): {exc}"
             ) from exc
         for net in ds.collection.iter_networks():
             for st in net.iter_stations():
@@ -305,7 +329,7 @@ def stations_to_frames(stations: list[StationRecord], statics: pd.DataFrame | No
             site_notes.append("elevation unknown: 0 m used for FAO-56 air pressure")
         daily = _merge_user_daily(rec.daily, forcing, rec.site_id)
         daily = _merge_user_daily(daily, lai, rec.site_id)
-        derived, forcing_notes = derive_forcing(daily, rec.lat, float(elevation), attrs.get("land_cover"))
+        derived, forcing_notes = _site_forcing(rec, daily, float(elevation), attrs.get("land_cover"))
         frame = derived.assign(swc=daily["swc"], site_id=rec.site_id, swc_interpolated=False)
         daily_frames.append(frame.rename_axis("date").reset_index())
         notes[rec.site_id] = site_notes + forcing_notes
@@ -322,6 +346,47 @@ def stations_to_frames(stations: list[StationRecord], statics: pd.DataFrame | No
     return pd.DataFrame(static_rows), daily_df, notes
 
 
+def _site_forcing(rec: StationRecord, daily: pd.DataFrame, elevation_m: float, land_cover):
+    """derive_forcing after a unit check, with the site named in any error: pyet raises bare
+    Exceptions (e.g. "radiation ... greater than 100 MJ/m2d") that name neither site nor file."""
+    check_station_inputs(daily, rec.lat, rec.site_id)
+    try:
+        return derive_forcing(daily, rec.lat, elevation_m, land_cover)
+    except Exception as exc:
+        raise ValueError(f"site {rec.site_id}: forcing/PET computation failed: {exc}") from exc
+
+
+def _unmatched_user_ids(stations: list[StationRecord], **user: pd.DataFrame | None) -> dict[str, list[str]]:
+    """Per user file, the site_ids that match no station (their rows would be silently unused)."""
+    known = {s.site_id for s in stations}
+    out = {}
+    for name, df in user.items():
+        ids = sorted(set(df["site_id"].dropna().astype(str)) - known) if df is not None else []
+        if ids:
+            out[name] = ids
+    return out
+
+
+def _raise_no_site_kept(report: pd.DataFrame, out: str, unmatched: dict) -> None:
+    """Write only the QC report (the user needs the reasons) and no dataset: an empty dataset
+    with a valid manifest would let later steps start on nothing."""
+    storage.makedirs(out)
+    for earlier in (storage.MANIFEST_NAME, schema.STATIC_FILE, schema.DAILY_FILE):  # an earlier ingest's
+        storage.remove(storage.join(out, earlier))
+    write_qc_report(report, out)
+    rejected = report[(report["status"] == "rejected") & (report["reason"].fillna("") != "")]
+    # one reason per site, a site-year's first: it says what was missing, the site row only "no years"
+    first = rejected.sort_values("level", ascending=False, kind="stable").drop_duplicates("site_id")
+    reasons = [f"{r.site_id}{'' if pd.isna(r.year) else ' ' + str(r.year)}: {r.reason}"
+               for r in first.head(3).itertuples()]
+    n_sites = int((report["level"] == "site").sum())
+    msg = (f"no site passed QC (0 of {n_sites} kept); see {storage.join(out, schema.QC_SUMMARY_FILE)}. "
+           f"First rejection reasons: " + " | ".join(reasons))
+    if unmatched:
+        msg += f". Note: user-file site_id(s) matching no station: {({k: v[:5] for k, v in unmatched.items()})}"
+    raise ValueError(msg)
+
+
 def ingest(config: IngestConfig | dict) -> SiteDataset:
     """Read stations, derive forcing, run QC, write the site dataset under config.out."""
     cfg = load_config(IngestConfig, config)
@@ -336,10 +401,14 @@ def ingest(config: IngestConfig | dict) -> SiteDataset:
     statics = _read_keyed_csv(cfg.statics_csv, "statics", dated=False)
     forcing = _read_keyed_csv(cfg.forcing_csv, "forcing", dated=True)
     lai = _read_keyed_csv(cfg.lai_csv, "lai", dated=True)
+    unmatched = _unmatched_user_ids(stations, statics=statics, forcing=forcing, lai=lai)
     static_df, daily_df, notes = stations_to_frames(stations, statics, forcing, lai)
     clean_static, clean_daily, report = validate_sites(static_df, daily_df, cfg.qc)
     report = _add_ingest_notes(report, notes, skipped)
-    dataset = SiteDataset(clean_static, clean_daily, report, {"source": cfg.source, "input": cfg.path})
+    if clean_static.empty:
+        _raise_no_site_kept(report, cfg.out, unmatched)
+    dataset = SiteDataset(clean_static, clean_daily, report, {
+        "source": cfg.source, "input": cfg.path, "unmatched_user_site_ids": unmatched})
     storage.makedirs(cfg.out)
     save_config(cfg, storage.join(cfg.out, CONFIG_FILE))
     write_site_dataset(dataset, cfg.out, {"config_file": CONFIG_FILE})
