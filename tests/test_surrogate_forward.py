@@ -60,3 +60,36 @@ def test_rejects_other_model_and_parameters_outside_training_range(bundle):
         fwd.simulate_batch("vgm", params, precip, pet, lai)
     with pytest.raises(FileNotFoundError):
         make_forward("/nonexistent/bundle")
+
+
+@pytest.mark.parametrize("name, content, said", [
+    ("weights.pt", b"not a torch file", "weights.pt does not load"),
+    ("config.json", b"{not json", "config.json is not valid JSON"),
+])
+def test_a_bundle_file_replaced_behind_a_rebuilt_manifest_is_named(bundle, tmp_path, name, content, said):
+    """The manifest verifies (rebuilt after the edit), so the file itself must say what is wrong."""
+    import shutil
+
+    from sptf_ray import storage
+    from sptf_ray.training.bundle import BUNDLE_FILES, load_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle[0], copy)
+    (copy / name).write_bytes(content)
+    storage.write_manifest(str(copy), [f for f in BUNDLE_FILES if (copy / f).exists()])
+    with pytest.raises(ValueError, match=f"model bundle {copy}: {said}"):
+        load_bundle(str(copy))
+
+
+def test_weights_of_another_network_size_are_named(bundle, tmp_path):
+    import shutil
+
+    from sptf_ray import storage
+    from sptf_ray.training.bundle import BUNDLE_FILES, load_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle[0], copy)
+    torch.save(Surrogate(SurrogateConfig(model="vgm", hidden_size=4)).state_dict(), copy / "weights.pt")
+    storage.write_manifest(str(copy), [f for f in BUNDLE_FILES if (copy / f).exists()])
+    with pytest.raises(ValueError, match="weights.pt does not load into the network config.json describes"):
+        load_bundle(str(copy))

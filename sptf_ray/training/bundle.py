@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 from dataclasses import dataclass, field
 
 import torch
@@ -75,6 +76,26 @@ def write_bundle(dir_uri, kind: str, model: nn.Module, normalization: dict, trai
     return storage.write_manifest(dir_uri, sorted(files), {"kind": kind})
 
 
+def _read_json(dir_uri: str, name: str):
+    try:
+        return json.loads(storage.read_text(storage.join(dir_uri, name)))
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError alike name neither file nor bundle
+        raise ValueError(f"model bundle {dir_uri}: {name} is not valid JSON ({exc})") from None
+
+
+def _load_weights(dir_uri: str, model: nn.Module, map_location) -> nn.Module:
+    """The network with weights.pt loaded, in eval mode; a file that is not the weights of this
+    network (another config, not a torch file) is a ValueError naming the bundle."""
+    raw = storage.read_bytes(storage.join(dir_uri, "weights.pt"))
+    try:
+        model.load_state_dict(torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True))
+    except (RuntimeError, EOFError, pickle.UnpicklingError, KeyError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"model bundle {dir_uri}: weights.pt does not load into the network config.json "
+                         f"describes: {first}") from None
+    return model.to(map_location).eval()
+
+
 def load_bundle(dir_uri, map_location="cpu") -> Bundle:
     """Verify the manifest, rebuild the network and load its weights (weights_only=True), in eval mode."""
     dir_uri = str(dir_uri)
@@ -82,23 +103,18 @@ def load_bundle(dir_uri, map_location="cpu") -> Bundle:
         raise FileNotFoundError(f"no model bundle at {dir_uri} (manifest.json missing)")
     if not storage.verify_manifest(dir_uri):
         raise ValueError(f"model bundle {dir_uri} is incomplete or modified (manifest does not verify)")
-    cfg = json.loads(storage.read_text(storage.join(dir_uri, "config.json")))
-    kind = cfg.get("kind")
-    if kind not in KINDS:
-        raise ValueError(f"model bundle {dir_uri}: unknown kind {kind!r}")
+    cfg = _read_json(dir_uri, "config.json")
+    kind = cfg.get("kind") if isinstance(cfg, dict) else None
+    if kind not in KINDS or not isinstance(cfg.get("network"), dict):
+        raise ValueError(f"model bundle {dir_uri}: config.json has no known kind ({kind!r}) and network section")
     cls, cfg_cls = KINDS[kind]
     net_cfg = load_config(cfg_cls, cfg["network"])
-    model = cls(net_cfg)
-    state = torch.load(io.BytesIO(storage.read_bytes(storage.join(dir_uri, "weights.pt"))),
-                       map_location=map_location, weights_only=True)
-    model.load_state_dict(state)
-    model.to(map_location).eval()
-    norms = json.loads(storage.read_text(storage.join(dir_uri, "normalization.json")))
-    normalization = {k: load_config(Normalizer, v) for k, v in norms.items()}
-    metrics = json.loads(storage.read_text(storage.join(dir_uri, "metrics.json")))
-    versions = json.loads(storage.read_text(storage.join(dir_uri, "versions.json")))
-    prov_uri = storage.join(dir_uri, PROVENANCE_FILE)
-    provenance = json.loads(storage.read_text(prov_uri)) if storage.exists(prov_uri) else {}
+    model = _load_weights(dir_uri, cls(net_cfg), map_location)
+    normalization = {k: load_config(Normalizer, v) for k, v in _read_json(dir_uri, "normalization.json").items()}
+    metrics = _read_json(dir_uri, "metrics.json")
+    versions = _read_json(dir_uri, "versions.json")
+    has_provenance = storage.exists(storage.join(dir_uri, PROVENANCE_FILE))
+    provenance = _read_json(dir_uri, PROVENANCE_FILE) if has_provenance else {}
     surrogate = None
     if storage.exists(storage.join(dir_uri, "surrogate", storage.MANIFEST_NAME)):
         surrogate = load_bundle(storage.join(dir_uri, "surrogate"), map_location)
