@@ -335,10 +335,9 @@ def _output_token(manifest_dir: Optional[str]) -> Optional[str]:
 _PROVENANCE_ONLY = re.compile(r"(^|/)(shard-\d+\.json|provenance\.json|hosts\.json)$")
 
 
-def _site_data_token(sites: str) -> str:
-    """What a `sites:` dataset holds (its statics and daily tables), for the stages made from it."""
-    names = ("sites.parquet", "daily.parquet")
-    return _hash("site data", {n: storage.file_sha256(storage.join(sites, n))[1] for n in names})
+def _site_data_digests(sites: str) -> dict[str, str]:
+    """sha256 of a `sites:` dataset's statics and daily tables, read once for the stages made from it."""
+    return {n: storage.file_sha256(storage.join(sites, n))[1] for n in ("sites.parquet", "daily.parquet")}
 
 
 def _ensure_ray(cfg: RayInit) -> bool:
@@ -429,12 +428,13 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             from sptf_ray.data.validate import load_site_dataset
 
             load_site_dataset(cfg.sites)  # schema and manifest checks before anything else
-            h_data = _hash("sites", storage.file_sha256(storage.join(cfg.sites, "daily.parquet"))[1])
+            digests = _site_data_digests(cfg.sites)
+            h_data = _hash("sites", digests["daily.parquet"])
             progress(f"[run] network: using the site dataset {cfg.sites}")
             actions["network"] = "external"
             # h_data covers the daily table only: this token also tells the stages made from the
             # data when its statics (the SPTF's soil inputs) were edited since.
-            state.set("network", status="external", made=_site_data_token(cfg.sites))
+            state.set("network", status="external", made=_hash("site data", digests))
         else:
             from sptf_ray.data.network import build_network
 

@@ -514,7 +514,7 @@ def evaluate_run(config, progress=print) -> dict:
 
     out = cfg.out
     storage.makedirs(out)
-    earlier = _evaluation_files(out)
+    earlier = list(_eval_manifest_entries(out))
     storage.remove(storage.join(out, EVAL_MANIFEST))  # the earlier report no longer stands
     files = []
 
@@ -601,30 +601,26 @@ def _write_eval_manifest(out: str, files: list) -> None:
     storage.atomic_write_text(storage.join(out, EVAL_MANIFEST), json.dumps({"files": entries}, indent=2) + "\n")
 
 
-def _evaluation_files(out: str) -> list[str]:
-    """The files an earlier evaluation into `out` wrote (its manifest's list; none without one)."""
+def _eval_manifest_entries(out: str) -> dict:
+    """{file name: {"size", "sha256"}} of the evaluation manifest in `out` ({} when absent or unreadable)."""
     import json
 
     uri = storage.join(out, EVAL_MANIFEST)
     if not storage.exists(uri):
-        return []
+        return {}
     try:
-        return list(json.loads(storage.read_text(uri))["files"])
-    except (ValueError, KeyError, TypeError):
-        return []
+        entries = json.loads(storage.read_text(uri))["files"]
+    except (ValueError, KeyError, TypeError, OSError):
+        return {}
+    return entries if isinstance(entries, dict) else {}
 
 
 def verify_evaluation(out: str) -> bool:
     """True when the report's files exist with the sizes and checksums written after them."""
-    import json
-
-    uri = storage.join(out, EVAL_MANIFEST)
-    if not storage.exists(uri):
-        return False
+    entries = _eval_manifest_entries(out)
     try:
-        entries = json.loads(storage.read_text(uri))["files"]
         return bool(entries) and all(
             storage.exists(storage.join(out, n)) and storage.file_sha256(storage.join(out, n)) == (e["size"], e["sha256"])
             for n, e in entries.items())
-    except (ValueError, KeyError, OSError):
+    except (KeyError, TypeError, OSError):
         return False
