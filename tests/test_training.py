@@ -287,14 +287,14 @@ def _check_predict_on_awkward_sites(bundle, sites, out, tmp_path, capsys):
     assert main(["predict", "--bundle", bundle, "--sites", sites, "--out", out, "--no-simulate"]) == 0
     assert not os.path.exists(os.path.join(out, "simulated.parquet"))
     assert not os.path.exists(os.path.join(out, "metrics.csv")) and storage.verify_manifest(out)
-    # A new site with one year of history gets its parameters (no target year to score).
+    # A site with one year of history is rejected by QC (DESIGN section 0: two consecutive
+    # accepted years), and says so.
     ds = load_site_dataset(sites)
     one_year = ds.daily[(ds.daily["site_id"] == "S00") & (ds.daily["date"].dt.year == 2002)]
     write_site_dataset(SiteDataset(ds.static[ds.static["site_id"] == "S00"], one_year), str(tmp_path / "one"))
     assert main(["predict", "--bundle", bundle, "--sites", str(tmp_path / "one"), "--out",
-                 str(tmp_path / "p1")]) == 0
-    p1 = pd.read_csv(tmp_path / "p1" / "parameters.csv")
-    assert p1[["site_id", "hist_year"]].values.tolist() == [["S00", 2002]]
+                 str(tmp_path / "p1")]) == 1
+    assert "consecutive accepted years" in json.loads((tmp_path / "p1" / "rejected.json").read_text())["S00"]
     # SWC in percent everywhere: nothing to predict is an error, and the year's unit hint is kept.
     write_site_dataset(SiteDataset(ds.static, ds.daily.assign(swc=ds.daily["swc"] * 100)), str(tmp_path / "pct"))
     assert main(["predict", "--bundle", bundle, "--sites", str(tmp_path / "pct"), "--out",

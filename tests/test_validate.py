@@ -101,16 +101,15 @@ def test_negative_forcing_rejects_year():
     assert site_row(report, "A").status == "rejected"
 
 
-def test_infinite_values_and_a_year_without_lst_reject_that_year():
+def test_infinite_values_reject_that_year():
     daily = make_daily()
     daily.loc[(daily.site_id == "A") & (daily.date == "2019-05-05"), "pet_cm"] = np.inf
-    daily.loc[(daily.site_id == "B") & (daily.date.dt.year == 2021), "lst_c"] = np.nan
-    daily.loc[(daily.site_id == "B") & (daily.date == "2020-03-03"), "lst_c"] = np.nan  # one gap: kept
+    daily.loc[(daily.site_id == "B") & (daily.date == "2021-05-05"), "lst_c"] = -np.inf
     _, clean, report = validate_sites(make_static(), daily)
     assert "pet_cm infinite on 1 day" in year_row(report, "A", 2019).reason
-    assert "lst_c missing on 365/365 days" in year_row(report, "B", 2021).reason
+    assert "lst_c infinite on 1 day" in year_row(report, "B", 2021).reason
     assert year_row(report, "B", 2020).status == "accepted" and year_row(report, "A", 2020).status == "accepted"
-    assert np.isfinite(clean[["precip_cm", "pet_cm", "lai"]].to_numpy()).all()
+    assert np.isfinite(clean[["precip_cm", "pet_cm", "lai", "lst_c"]].to_numpy()).all()
 
 
 def test_texture_not_summing_to_100_rejects_site():

@@ -13,7 +13,6 @@ Per site-year:
   - no duplicate dates;
   - SWC within [0, 1] (a hint is given when the values look like percent);
   - precipitation, PET and LAI present, finite and non-negative on every day; no infinite SWC or LST;
-  - LST (the frozen-ground mask and an SPTF input) missing on at most `max_missing_fraction` of days;
   - at most `max_missing_fraction` of the 365 SWC days missing; shorter gaps are linearly
     interpolated within the year (edges take the nearest value) and flagged `swc_interpolated`.
 Unsorted dates are sorted, and noted in the report.
@@ -192,15 +191,12 @@ def _year_reasons(year_df: pd.DataFrame, n_duplicates: int, cfg: QCConfig) -> li
         n_neg = int((year_df[col] < 0).sum())
         if n_neg:
             reasons.append(_count_msg(n_neg, f"negative {col}"))
-    # LST is an SPTF input and decides which days are frozen (not scored): a year mostly without
-    # it would be scored on its frozen days too.
-    for col in ("swc", "lst_c"):
-        n_missing = int(year_df[col].isna().sum())
-        if n_missing > cfg.max_missing_fraction * schema.DAYS_PER_YEAR:
-            reasons.append(
-                f"{col} missing on {n_missing}/{schema.DAYS_PER_YEAR} days "
-                f"({100 * n_missing / schema.DAYS_PER_YEAR:.0f} % > {100 * cfg.max_missing_fraction:g} %)"
-            )
+    n_missing = int(swc.isna().sum())
+    if n_missing > cfg.max_missing_fraction * schema.DAYS_PER_YEAR:
+        reasons.append(
+            f"swc missing on {n_missing}/{schema.DAYS_PER_YEAR} days "
+            f"({100 * n_missing / schema.DAYS_PER_YEAR:.0f} % > {100 * cfg.max_missing_fraction:g} %)"
+        )
     return reasons
 
 

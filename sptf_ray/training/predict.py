@@ -106,9 +106,7 @@ def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = Tru
         raise ValueError(f"{bundle_uri} is a {bundle.kind!r} bundle; predict needs an SPTF bundle")
     model_name = bundle.network_config.model
     _check_out_is_not_the_sites(out_uri, sites_uri)
-    # One accepted year is enough here: a new site's history is what the SPTF is for; a target
-    # year, when there is one, only adds the solver's score.
-    ds = load_site_dataset(sites_uri, validate=True, config={"min_consecutive_years": 1})
+    ds = load_site_dataset(sites_uri, validate=True)
     arrays, params = predict_parameters(bundle, ds.static, ds.daily, device)
     rejected = dict(arrays.rejected)
     if ds.report is not None:
