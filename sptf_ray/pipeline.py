@@ -20,7 +20,10 @@ settings hash (its own section plus everything upstream), and its inputs hold wh
 when it ran: each finished stage records a token of what its output holds (a digest of its
 manifest's checksums) and the tokens of its inputs, so when an input is made again with another
 result (its output deleted and retrained, say) everything made from it is made again, never
-reported from the old one; made again with the same result, nothing downstream is redone. An
+reported from the old one; made again with the same result, nothing downstream is redone. A
+`sites:` dataset is such an input: a stage also records its settings hash with the site data
+left out, so after the daily table is re-ingested, a stage whose settings are unchanged is out of
+date and made again, not a conflict. An
 output that verifies but was made with other settings is an error naming the directory (never
 silently reused or overwritten); an incomplete output is handed to the stage, which resumes it
 (shards, Ray Train checkpoints, per-site inversion files). Ray: joins `ray.address` or an
@@ -308,6 +311,19 @@ def _dataset_hash(ds_cfg, h_site_data: Optional[str], recorded: Optional[str]) -
     return _hash("dataset", dataclasses.replace(ds_cfg, sites=None), h_site_data)
 
 
+def _stage_digests(cfg: PipelineConfig, ds_cfg, h_data: str, recorded_dataset: Optional[str]) -> dict[str, str]:
+    """Each stage's settings hash: its own section plus everything upstream, h_data standing for the
+    site data (the network's settings, or what a `sites:` daily table holds)."""
+    h_ds = _dataset_hash(ds_cfg, h_data if cfg.dataset_site_forcing else None, recorded_dataset)
+    digests = {"dataset": h_ds,
+               "inversion": _hash("inversion", cfg.inversion, cfg.models, cfg.split_seed, h_data)}
+    for m in cfg.models:
+        digests[f"surrogate-{m}"] = _hash("surrogate", cfg.surrogate, m, h_ds)
+        digests[f"sptf-{m}"] = _hash("sptf", cfg.sptf, m, cfg.split_seed, digests[f"surrogate-{m}"], h_data)
+        digests[f"predict-{m}"] = _hash("predict", cfg.predict, digests[f"sptf-{m}"])
+    return digests
+
+
 def _inputs_made_again(rec: dict, made_from: dict, ran_now: list[str]) -> list[str]:
     """The inputs of a stage (its record `rec`) that hold something else than when it ran: their
     output token differs from the one it recorded. A stage recorded before the tokens has none to
@@ -379,6 +395,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     last = STAGES.index(cfg.stop_after) if cfg.stop_after else len(STAGES) - 1
     data = cfg.sites or layout.network
     actions: dict[str, str] = {}
+    data_free: dict[str, str] = {}  # `sites:` only: each stage's settings hash with the site data left out
     host = provenance()  # of the driver: the machine in a local run
     started_ray = False
     t_all = time.time()
@@ -386,6 +403,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     def stage(name: str, digest: str, done: Callable[[], bool], run: Callable[[], None], where: str,
               inputs: Sequence[str] = (), manifest_dir: Optional[str] = None, redo_on_change: bool = False) -> None:
         rec = state.get(name)
+        settings = data_free.get(name)
         made_from = {u: state.get(u).get("made") for u in inputs}
         remade = _inputs_made_again(rec, made_from, [u for u in inputs if actions.get(u) == "ran"])
         complete = done()
@@ -395,17 +413,24 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             unknown = [u for u, token in made_from.items() if (rec.get("inputs") or {}).get(u, "") is None and token]
             if "inputs" not in rec or "made" not in rec or unknown:  # a run directory from before the tokens
                 state.set(name, inputs=made_from, made=rec.get("made") or _output_token(manifest_dir))
+            if settings and rec.get("settings") != settings:  # recorded before data-free hashes were kept
+                state.set(name, settings=settings)
             return
-        if remade and rec.get("hash") == digest and storage.exists(where):
+        # same settings on other site data (a re-ingested daily table): out of date, like an input made again
+        data_changed = bool(settings) and rec.get("hash") not in (None, digest) and rec.get("settings") == settings
+        if ((remade and rec.get("hash") == digest) or data_changed) and storage.exists(where):
             # same settings, other inputs: out of date rather than a conflict, so no --replace-changed
-            progress(f"[run] {name}: {', '.join(remade)} made again since {where} was made: making it again")
+            why = "the site data changed" if data_changed else f"{', '.join(remade)} made again"
+            progress(f"[run] {name}: {why} since {where} was made: making it again")
             if not redo_on_change:
                 storage.remove(where)
             complete = False
-        stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where))
+        stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where) and not data_changed)
         if stale and not redo_on_change:
             what = "a complete" if complete else "a partial"
             made = "made with other settings (or not by this pipeline)" if complete else "started with other settings"
+            if settings and rec.get("settings") is None:  # recorded before the data-free hash: either may differ
+                made = made.replace("other settings", "other settings or site data")
             if not replace_changed:
                 raise ValueError(f"{where} holds {what} {name} output {made}; delete it, choose another --out, "
                                  "or pass --replace-changed")
@@ -413,7 +438,8 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             storage.remove(where)
         progress(f"[run] {name}: running -> {where}")
         t0 = time.time()
-        state.set(name, hash=digest, status="started", inputs=made_from, made=None)
+        state.set(name, hash=digest, status="started", inputs=made_from, made=None,
+                  **({"settings": settings} if settings else {}))
         run()
         if not done():
             raise RuntimeError(f"{name} finished but its output {where} does not verify")
@@ -428,13 +454,13 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             from sptf_ray.data.validate import load_site_dataset
 
             load_site_dataset(cfg.sites)  # schema and manifest checks before anything else
-            digests = _site_data_digests(cfg.sites)
-            h_data = _hash("sites", digests["daily.parquet"])
+            site_files = _site_data_digests(cfg.sites)
+            h_data = _hash("sites", site_files["daily.parquet"])
             progress(f"[run] network: using the site dataset {cfg.sites}")
             actions["network"] = "external"
             # h_data covers the daily table only: this token also tells the stages made from the
             # data when its statics (the SPTF's soil inputs) were edited since.
-            state.set("network", status="external", made=_hash("site data", digests))
+            state.set("network", status="external", made=_hash("site data", site_files))
         else:
             from sptf_ray.data.network import build_network
 
@@ -450,8 +476,10 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         ds_cfg = cfg.dataset
         if cfg.dataset_site_forcing:
             ds_cfg = dataclasses.replace(ds_cfg, sites=data)
-        h_ds = _dataset_hash(ds_cfg, h_data if cfg.dataset_site_forcing else None, state.get("dataset").get("hash"))
-        stage("dataset", h_ds, lambda: storage.verify_manifest(layout.dataset),
+        digests = _stage_digests(cfg, ds_cfg, h_data, state.get("dataset").get("hash"))
+        if cfg.sites:
+            data_free.update(_stage_digests(cfg, ds_cfg, _hash("sites", None), None))
+        stage("dataset", digests["dataset"], lambda: storage.verify_manifest(layout.dataset),
               lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset,
               inputs=["network"] if cfg.dataset_site_forcing and not cfg.sites else (), manifest_dir=layout.dataset)
         if last < 2:
@@ -459,23 +487,20 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         # 3. surrogates, 4. SPTFs
         from sptf_ray.training.ray_train import train_sptf, train_surrogate
 
-        h_sur = {m: _hash("surrogate", cfg.surrogate, m, h_ds) for m in cfg.models}
-
         def surrogate_stage(m):
             sc = _surrogate_config(cfg, layout, m)
             bundle = storage.join(sc.run_dir, "bundle")
-            stage(f"surrogate-{m}", h_sur[m], lambda: storage.verify_manifest(bundle),
+            stage(f"surrogate-{m}", digests[f"surrogate-{m}"], lambda: storage.verify_manifest(bundle),
                   lambda: train_surrogate(sc), sc.run_dir, inputs=["dataset"], manifest_dir=bundle)
 
         _for_each_model(cfg.models, surrogate_stage, cfg.parallel_models)
         if last < 3:
             return actions
-        h_sptf = {m: _hash("sptf", cfg.sptf, m, cfg.split_seed, h_sur[m], h_data) for m in cfg.models}
 
         def sptf_stage(m):
             sc = _sptf_config(cfg, layout, m, data)
             bundle = storage.join(sc.run_dir, "bundle")
-            stage(f"sptf-{m}", h_sptf[m], lambda: storage.verify_manifest(bundle),
+            stage(f"sptf-{m}", digests[f"sptf-{m}"], lambda: storage.verify_manifest(bundle),
                   lambda: train_sptf(sc), sc.run_dir, inputs=[f"surrogate-{m}", "network"], manifest_dir=bundle)
 
         _for_each_model(cfg.models, sptf_stage, cfg.parallel_models)
@@ -487,7 +512,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         for m in cfg.models:
             bundle = storage.join(_sptf_config(cfg, layout, m, data).run_dir, "bundle")
             where = layout.predict(m)
-            stage(f"predict-{m}", _hash("predict", cfg.predict, h_sptf[m]), lambda w=where: storage.verify_manifest(w),
+            stage(f"predict-{m}", digests[f"predict-{m}"], lambda w=where: storage.verify_manifest(w),
                   lambda b=bundle, w=where: predict(b, data, w, device=cfg.predict.device), where,
                   inputs=[f"sptf-{m}", "network"], manifest_dir=where)
         if last < 5:
@@ -503,7 +528,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             if not sites:
                 raise ValueError(f"inversion: no sites in split {cfg.inversion.split!r}")
             ic = _invert_config(cfg, layout, sites, data)
-            stage("inversion", _hash("inversion", cfg.inversion, cfg.models, cfg.split_seed, h_data),
+            stage("inversion", digests["inversion"],
                   lambda: storage.verify_manifest(layout.inversion), lambda: run_inversion(ic), layout.inversion,
                   inputs=["network"], manifest_dir=layout.inversion)
         else:

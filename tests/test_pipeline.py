@@ -204,6 +204,29 @@ def test_edited_site_statics_remake_what_was_made_from_them(ray_session, tmp_pat
                      "sptf-vgm": "ran", "predict-vgm": "ran"}, again
     assert any("sptf-vgm: network made again since" in line for line in log), log
 
+    def edit_daily(factor):
+        daily = storage.read_parquet(str(net / "daily.parquet"))
+        daily["swc"] = daily["swc"] * factor
+        storage.atomic_write_parquet(daily, str(net / "daily.parquet"))
+        storage.write_manifest(str(net), sorted(manifest["files"]), manifest.get("extra"))
+
+    # a re-ingested daily table under the same settings is out of date in the same way
+    edit_daily(0.98)
+    again = run_pipeline(cfg, str(out), progress=log.append, stop_after="predict")
+    assert again == {"network": "external", "dataset": "skipped", "surrogate-vgm": "skipped",
+                     "sptf-vgm": "ran", "predict-vgm": "ran"}, again
+    assert any("sptf-vgm: the site data changed since" in line for line in log), log
+    # ... but other data and other settings at once are still a conflict
+    edit_daily(0.98)
+    with pytest.raises(ValueError, match="other settings \\("):
+        run_pipeline({**cfg, "sptf": {**cfg["sptf"], "lr": 2e-3}}, str(out), progress=log.append, stop_after="predict")
+    # a stage recorded before the data-free settings hash cannot tell which one changed
+    state = json.loads(stages_json.read_text())
+    stages_json.write_text(json.dumps({k: {f: v for f, v in rec.items() if f != "settings"}
+                                       for k, rec in state.items()}))
+    with pytest.raises(ValueError, match="other settings or site data"):
+        run_pipeline(cfg, str(out), progress=log.append, stop_after="predict")
+
 
 def test_provenance_files_are_left_out_of_a_stage_output_token(tmp_path):
     from sptf_ray.pipeline import _output_token
