@@ -46,6 +46,13 @@ in 969 s): `--sites 6 --max-evals 300 --n-complexes 2 --surrogate RUN_DIR`:
   torch.lstm); 0 failed simulations; same medians either way; solver-scored target-year median NSE / RMSE, truth model: VGM
   0.971 / 0.0040, FXW 0.951 / 0.0088 (the surrogate predicted 0.962 / 0.969); other model 0.96 /
   0.68. Solver path on the same sites: 0.998 / 0.0010 and 0.999 / 0.0013.
+- 2026-12-07, today's solver (Newton, 1 cm K band; VGM 13.6 ms a 365-day run), same command,
+  new OUT, nothing else running: solver path 1,811 s wall = 5.1 s per inversion (0.50 h for 179
+  sites), 22 of 107,253 simulations +inf; truth model VGM 0.998 / 0.0010, FXW 0.999 / 0.0011, other
+  model 0.98 / 0.87. Surrogate path (a fresh quickstart's surrogates, val MSE 0.00034 / 0.00039):
+  92.8 s = 0.26 s per inversion (19.5x), 56.7 s = 0.16 s with --sites-per-batch 8 (31.7x; run in a
+  copy of OUT holding only the solver path's results, since the surrogate path resumes too);
+  solver-scored truth model 0.985 / 0.0031 (VGM), 0.983 / 0.0061 (FXW), other model 0.97 / 0.74.
 - Before the solver fix (same command with --sites 4 --max-evals 200) the solver path hung for
   25 min inside one simulation that crawled towards max_steps 5e6.
 """
