@@ -118,7 +118,6 @@ def main(argv=None) -> int:
         rate, ok, n = batch_throughput(args.batch_child, load_cases(), args.copies)
         print(f"{rate:.1f} {ok} {n}")
         return 0
-    import numpy as np
     import numba
     import pandas as pd
 

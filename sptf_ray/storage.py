@@ -21,12 +21,15 @@ import json
 import os
 import posixpath
 import uuid
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -239,7 +242,7 @@ def read_parquet(uri, columns: Iterable[str] | None = None):
     return read_parquet_and_metadata(uri, columns)[0]
 
 
-def read_parquet_and_metadata(uri, columns: Iterable[str] | None = None) -> tuple["pandas.DataFrame", dict[str, str]]:
+def read_parquet_and_metadata(uri, columns: Iterable[str] | None = None) -> tuple["pd.DataFrame", dict[str, str]]:
     """One Parquet file as a DataFrame and its key-value metadata (pandas' own entry left out)."""
     fs, path = _open_input(uri)
     with fs.open_input_file(path) as f:

@@ -62,7 +62,7 @@ def _bracket(a, n, m, h):
 def fxw_k(p, h):
     """Paper eqs 7-8 (naive float64 is fine for loam-like parameters)."""
     ts, a, n, m, ks = p[:5]
-    hr, h0, ha, hm, l_, b = -1.5e4, -6.3e6, -16.0, -1e5, 3.5, 2.693e-6
+    h0, ha, hm, l_, b = -6.3e6, -16.0, -1e5, 3.5, 2.693e-6
     h = np.minimum(np.asarray(h, float), 0.0)
     g0, ga, gm = (_gamma(a, n, m, x) for x in (h0, ha, hm))
     k_ha = min(ts * b * gm * ((ga - g0) / (gm - g0)) ** l_ * (_bracket(a, n, m, ha) / _bracket(a, n, m, hm)) ** 2, ks)

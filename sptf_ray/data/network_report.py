@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pandas as pd
 
 from sptf_ray import storage

@@ -1,7 +1,7 @@
 """The surrogate and SPTF networks, their input normalization and the loss (paper eq. 3)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch

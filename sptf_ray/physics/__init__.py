@@ -10,4 +10,5 @@ __all__ = [
     "water_content", "conductivity", "capacity", "hydraulic_functions",
     "SolverConfig", "SimulationResult", "SimulationError", "simulate", "DAILY_FLUXES",
     "STATUS_OK", "STATUS_BELOW_DT_MIN", "STATUS_FAILED", "STATUS_STEP_LIMIT", "BULK_ITERATIONS_PER_DAY",
+    "BULK_STEPS_PER_DAY", "bulk_config",
 ]
