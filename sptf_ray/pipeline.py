@@ -388,168 +388,191 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
         cfg = dataclasses.replace(cfg, stop_after=stop_after)
         cfg.validate()
     out = str(out)
-    layout = RunLayout(out)
     storage.makedirs(out)
     save_config(cfg, storage.join(out, RESOLVED_CONFIG))
-    state = _State(out)
+    run = _Run(cfg, out, progress, replace_changed)
+    steps = (run.network, run.dataset, run.surrogates, run.sptfs, run.predictions, run.inversion, run.evaluate)
     last = STAGES.index(cfg.stop_after) if cfg.stop_after else len(STAGES) - 1
-    data = cfg.sites or layout.network
-    actions: dict[str, str] = {}
-    data_free: dict[str, str] = {}  # `sites:` only: each stage's settings hash with the site data left out
-    host = provenance()  # of the driver: the machine in a local run
     started_ray = False
-    t_all = time.time()
+    try:
+        started_ray = _ensure_ray(cfg.ray)
+        for step in steps[:last + 1]:
+            step()
+        return run.actions
+    finally:
+        if started_ray:
+            import ray
 
-    def stage(name: str, digest: str, done: Callable[[], bool], run: Callable[[], None], where: str,
+            ray.shutdown()
+
+
+class _Run:
+    """One invocation of the pipeline: each method makes (or skips) one stage, in STAGES order."""
+
+    def __init__(self, cfg: PipelineConfig, out: str, progress: Callable[[str], None], replace_changed: bool):
+        self.cfg, self.out, self.progress, self.replace_changed = cfg, out, progress, replace_changed
+        self.layout = RunLayout(out)
+        self.state = _State(out)
+        self.data = cfg.sites or self.layout.network
+        self.actions: dict[str, str] = {}
+        self.h_data = ""  # the site data's hash: the network's settings, or what a `sites:` daily table holds
+        self.digests: dict[str, str] = {}  # each stage's settings hash (_stage_digests)
+        self.data_free: dict[str, str] = {}  # `sites:` only: the same with the site data left out
+        self.host = provenance()  # of the driver: the machine in a local run
+        self.t_start = time.time()
+
+    # ------------------------------------------------------------------ one stage
+    def stage(self, name: str, digest: str, done: Callable[[], bool], make: Callable[[], None], where: str,
               inputs: Sequence[str] = (), manifest_dir: Optional[str] = None, redo_on_change: bool = False) -> None:
-        rec = state.get(name)
-        settings = data_free.get(name)
-        made_from = {u: state.get(u).get("made") for u in inputs}
-        remade = _inputs_made_again(rec, made_from, [u for u in inputs if actions.get(u) == "ran"])
+        """Skip `name` when `where` verifies with the same settings and inputs; else clear what is out of
+        date (or refuse output made with other settings) and make it."""
+        rec = self.state.get(name)
+        settings = self.data_free.get(name)
+        made_from = {u: self.state.get(u).get("made") for u in inputs}
+        remade = _inputs_made_again(rec, made_from, [u for u in inputs if self.actions.get(u) == "ran"])
         complete = done()
         if complete and rec.get("hash") == digest and rec.get("status") == "done" and not remade:
-            progress(f"[run] {name}: skipped ({where} complete)")
-            actions[name] = "skipped"
-            unknown = [u for u, token in made_from.items() if (rec.get("inputs") or {}).get(u, "") is None and token]
-            if "inputs" not in rec or "made" not in rec or unknown:  # a run directory from before the tokens
-                state.set(name, inputs=made_from, made=rec.get("made") or _output_token(manifest_dir))
-            if settings and rec.get("settings") != settings:  # recorded before data-free hashes were kept
-                state.set(name, settings=settings)
+            self._skip(name, where, rec, made_from, settings, manifest_dir)
             return
         # same settings on other site data (a re-ingested daily table): out of date, like an input made again
         data_changed = bool(settings) and rec.get("hash") not in (None, digest) and rec.get("settings") == settings
         if ((remade and rec.get("hash") == digest) or data_changed) and storage.exists(where):
             # same settings, other inputs: out of date rather than a conflict, so no --replace-changed
             why = "the site data changed" if data_changed else f"{', '.join(remade)} made again"
-            progress(f"[run] {name}: {why} since {where} was made: making it again")
+            self.progress(f"[run] {name}: {why} since {where} was made: making it again")
             if not redo_on_change:
                 storage.remove(where)
             complete = False
         stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where) and not data_changed)
         if stale and not redo_on_change:
-            what = "a complete" if complete else "a partial"
-            made = "made with other settings (or not by this pipeline)" if complete else "started with other settings"
-            if settings and rec.get("settings") is None:  # recorded before the data-free hash: either may differ
-                made = made.replace("other settings", "other settings or site data")
-            if not replace_changed:
-                raise ValueError(f"{where} holds {what} {name} output {made}; delete it, choose another --out, "
-                                 "or pass --replace-changed")
-            progress(f"[run] {name}: {where} holds {what} output {made}: deleting it (--replace-changed)")
-            storage.remove(where)
-        progress(f"[run] {name}: running -> {where}")
+            self._replace_or_refuse(name, where, complete, settings is not None and rec.get("settings") is None)
+        self.progress(f"[run] {name}: running -> {where}")
         t0 = time.time()
-        state.set(name, hash=digest, status="started", inputs=made_from, made=None,
-                  **({"settings": settings} if settings else {}))
-        run()
+        self.state.set(name, hash=digest, status="started", inputs=made_from, made=None,
+                       **({"settings": settings} if settings else {}))
+        make()
         if not done():
             raise RuntimeError(f"{name} finished but its output {where} does not verify")
-        state.set(name, status="done", seconds=round(time.time() - t0, 1), made=_output_token(manifest_dir), host=host)
-        actions[name] = "ran"
-        progress(f"[run] {name}: done in {time.time() - t0:.0f} s")
+        self.state.set(name, status="done", seconds=round(time.time() - t0, 1), made=_output_token(manifest_dir),
+                       host=self.host)
+        self.actions[name] = "ran"
+        self.progress(f"[run] {name}: done in {time.time() - t0:.0f} s")
 
-    try:
-        started_ray = _ensure_ray(cfg.ray)
-        # 1. network
+    def _skip(self, name: str, where: str, rec: dict, made_from: dict, settings: Optional[str],
+              manifest_dir: Optional[str]) -> None:
+        self.progress(f"[run] {name}: skipped ({where} complete)")
+        self.actions[name] = "skipped"
+        unknown = [u for u, token in made_from.items() if (rec.get("inputs") or {}).get(u, "") is None and token]
+        if "inputs" not in rec or "made" not in rec or unknown:  # a run directory from before the tokens
+            self.state.set(name, inputs=made_from, made=rec.get("made") or _output_token(manifest_dir))
+        if settings and rec.get("settings") != settings:  # recorded before data-free hashes were kept
+            self.state.set(name, settings=settings)
+
+    def _replace_or_refuse(self, name: str, where: str, complete: bool, data_unknown: bool) -> None:
+        what = "a complete" if complete else "a partial"
+        made = "made with other settings (or not by this pipeline)" if complete else "started with other settings"
+        if data_unknown:  # recorded before the data-free hash: either may differ
+            made = made.replace("other settings", "other settings or site data")
+        if not self.replace_changed:
+            raise ValueError(f"{where} holds {what} {name} output {made}; delete it, choose another --out, "
+                             "or pass --replace-changed")
+        self.progress(f"[run] {name}: {where} holds {what} output {made}: deleting it (--replace-changed)")
+        storage.remove(where)
+
+    # ------------------------------------------------------------------ the stages
+    def network(self) -> None:
+        cfg, layout = self.cfg, self.layout
         if cfg.sites:
             from sptf_ray.data.validate import load_site_dataset
 
             load_site_dataset(cfg.sites)  # schema and manifest checks before anything else
             site_files = _site_data_digests(cfg.sites)
-            h_data = _hash("sites", site_files["daily.parquet"])
-            progress(f"[run] network: using the site dataset {cfg.sites}")
-            actions["network"] = "external"
+            self.h_data = _hash("sites", site_files["daily.parquet"])
+            self.progress(f"[run] network: using the site dataset {cfg.sites}")
+            self.actions["network"] = "external"
             # h_data covers the daily table only: this token also tells the stages made from the
             # data when its statics (the SPTF's soil inputs) were edited since.
-            state.set("network", status="external", made=_hash("site data", site_files))
+            self.state.set("network", status="external", made=_hash("site data", site_files))
         else:
             from sptf_ray.data.network import build_network
 
-            h_data = _hash("network", cfg.network)
-            stage("network", h_data, lambda: storage.verify_manifest(layout.network),
-                  lambda: build_network(cfg.network, layout.network, executor="ray", progress=progress),
-                  layout.network, manifest_dir=layout.network)
-        if last < 1:
-            return actions
-        # 2. dataset
+            self.h_data = _hash("network", cfg.network)
+            self.stage("network", self.h_data, lambda: storage.verify_manifest(layout.network),
+                       lambda: build_network(cfg.network, layout.network, executor="ray", progress=self.progress),
+                       layout.network, manifest_dir=layout.network)
+
+    def dataset(self) -> None:
         from sptf_ray.dataset.build import build_dataset
 
-        ds_cfg = cfg.dataset
-        if cfg.dataset_site_forcing:
-            ds_cfg = dataclasses.replace(ds_cfg, sites=data)
-        digests = _stage_digests(cfg, ds_cfg, h_data, state.get("dataset").get("hash"))
+        cfg, layout = self.cfg, self.layout
+        ds_cfg = dataclasses.replace(cfg.dataset, sites=self.data) if cfg.dataset_site_forcing else cfg.dataset
+        self.digests = _stage_digests(cfg, ds_cfg, self.h_data, self.state.get("dataset").get("hash"))
         if cfg.sites:
-            data_free.update(_stage_digests(cfg, ds_cfg, _hash("sites", None), None))
-        stage("dataset", digests["dataset"], lambda: storage.verify_manifest(layout.dataset),
-              lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset,
-              inputs=["network"] if cfg.dataset_site_forcing and not cfg.sites else (), manifest_dir=layout.dataset)
-        if last < 2:
-            return actions
-        # 3. surrogates, 4. SPTFs
-        from sptf_ray.training.ray_train import train_sptf, train_surrogate
+            self.data_free = _stage_digests(cfg, ds_cfg, _hash("sites", None), None)
+        self.stage("dataset", self.digests["dataset"], lambda: storage.verify_manifest(layout.dataset),
+                   lambda: build_dataset(ds_cfg, layout.dataset, executor="ray"), layout.dataset,
+                   inputs=["network"] if cfg.dataset_site_forcing and not cfg.sites else (),
+                   manifest_dir=layout.dataset)
+
+    def surrogates(self) -> None:
+        from sptf_ray.training.ray_train import train_surrogate
 
         def surrogate_stage(m):
-            sc = _surrogate_config(cfg, layout, m)
+            sc = _surrogate_config(self.cfg, self.layout, m)
             bundle = storage.join(sc.run_dir, "bundle")
-            stage(f"surrogate-{m}", digests[f"surrogate-{m}"], lambda: storage.verify_manifest(bundle),
-                  lambda: train_surrogate(sc), sc.run_dir, inputs=["dataset"], manifest_dir=bundle)
+            self.stage(f"surrogate-{m}", self.digests[f"surrogate-{m}"], lambda: storage.verify_manifest(bundle),
+                       lambda: train_surrogate(sc), sc.run_dir, inputs=["dataset"], manifest_dir=bundle)
 
-        _for_each_model(cfg.models, surrogate_stage, cfg.parallel_models)
-        if last < 3:
-            return actions
+        _for_each_model(self.cfg.models, surrogate_stage, self.cfg.parallel_models)
+
+    def sptfs(self) -> None:
+        from sptf_ray.training.ray_train import train_sptf
 
         def sptf_stage(m):
-            sc = _sptf_config(cfg, layout, m, data)
+            sc = _sptf_config(self.cfg, self.layout, m, self.data)
             bundle = storage.join(sc.run_dir, "bundle")
-            stage(f"sptf-{m}", digests[f"sptf-{m}"], lambda: storage.verify_manifest(bundle),
-                  lambda: train_sptf(sc), sc.run_dir, inputs=[f"surrogate-{m}", "network"], manifest_dir=bundle)
+            self.stage(f"sptf-{m}", self.digests[f"sptf-{m}"], lambda: storage.verify_manifest(bundle),
+                       lambda: train_sptf(sc), sc.run_dir, inputs=[f"surrogate-{m}", "network"], manifest_dir=bundle)
 
-        _for_each_model(cfg.models, sptf_stage, cfg.parallel_models)
-        if last < 4:
-            return actions
-        # 5. predict
+        _for_each_model(self.cfg.models, sptf_stage, self.cfg.parallel_models)
+
+    def predictions(self) -> None:
         from sptf_ray.training.predict import predict
 
-        for m in cfg.models:
-            bundle = storage.join(_sptf_config(cfg, layout, m, data).run_dir, "bundle")
-            where = layout.predict(m)
-            stage(f"predict-{m}", digests[f"predict-{m}"], lambda w=where: storage.verify_manifest(w),
-                  lambda b=bundle, w=where: predict(b, data, w, device=cfg.predict.device), where,
-                  inputs=[f"sptf-{m}", "network"], manifest_dir=where)
-        if last < 5:
-            return actions
-        # 6. inversion
-        if cfg.inversion.enabled:
-            from sptf_ray.inverse.job import run_inversion
-            from sptf_ray.training.data import load_site_samples
+        for m in self.cfg.models:
+            bundle = storage.join(_sptf_config(self.cfg, self.layout, m, self.data).run_dir, "bundle")
+            where = self.layout.predict(m)
+            self.stage(f"predict-{m}", self.digests[f"predict-{m}"], lambda w=where: storage.verify_manifest(w),
+                       lambda b=bundle, w=where: predict(b, self.data, w, device=self.cfg.predict.device), where,
+                       inputs=[f"sptf-{m}", "network"], manifest_dir=where)
 
-            _, _, samples = load_site_samples(data, cfg.split_seed)
-            sel = samples if cfg.inversion.split == "all" else samples[samples["split"] == cfg.inversion.split]
-            sites = sorted(sel["site_id"].astype(str).unique())
-            if not sites:
-                raise ValueError(f"inversion: no sites in split {cfg.inversion.split!r}")
-            ic = _invert_config(cfg, layout, sites, data)
-            stage("inversion", digests["inversion"],
-                  lambda: storage.verify_manifest(layout.inversion), lambda: run_inversion(ic), layout.inversion,
-                  inputs=["network"], manifest_dir=layout.inversion)
-        else:
-            progress("[run] inversion: disabled in the config")
-        if last < 6:
-            return actions
-        # 7. evaluate
+    def inversion(self) -> None:
+        cfg, layout = self.cfg, self.layout
+        if not cfg.inversion.enabled:
+            self.progress("[run] inversion: disabled in the config")
+            return
+        from sptf_ray.inverse.job import run_inversion
+        from sptf_ray.training.data import load_site_samples
+
+        _, _, samples = load_site_samples(self.data, cfg.split_seed)
+        sel = samples if cfg.inversion.split == "all" else samples[samples["split"] == cfg.inversion.split]
+        sites = sorted(sel["site_id"].astype(str).unique())
+        if not sites:
+            raise ValueError(f"inversion: no sites in split {cfg.inversion.split!r}")
+        ic = _invert_config(cfg, layout, sites, self.data)
+        self.stage("inversion", self.digests["inversion"], lambda: storage.verify_manifest(layout.inversion),
+                   lambda: run_inversion(ic), layout.inversion, inputs=["network"], manifest_dir=layout.inversion)
+
+    def evaluate(self) -> None:
         from sptf_ray.evaluate.report import evaluate_run, verify_evaluation
 
-        ev = {"run_dir": out, "data": data, "predict": {m: layout.predict(m) for m in cfg.models},
+        cfg, layout, out = self.cfg, self.layout, self.out
+        ev = {"run_dir": out, "data": self.data, "predict": {m: layout.predict(m) for m in cfg.models},
               "bundles": {m: storage.join(layout.sptf_run(m), "bundle") for m in cfg.models},
               "inversion": layout.inversion, "split_seed": cfg.split_seed, **config_to_dict(cfg.evaluate)}
         # the report depends on everything upstream: re-evaluate whenever any of it changed
-        upstream = [k for k in sorted(state.data) if k != "evaluate"]
-        h_eval = _hash("evaluate", cfg.evaluate, [state.get(k).get("hash") for k in upstream])
-        stage("evaluate", h_eval, lambda: verify_evaluation(out), lambda: evaluate_run(ev, progress=progress), out,
-              inputs=upstream, redo_on_change=True)
-        progress(f"[run] complete in {time.time() - t_all:.0f} s: {storage.join(out, 'report.md')}")
-        return actions
-    finally:
-        if started_ray:
-            import ray
-
-            ray.shutdown()
+        upstream = [k for k in sorted(self.state.data) if k != "evaluate"]
+        h_eval = _hash("evaluate", cfg.evaluate, [self.state.get(k).get("hash") for k in upstream])
+        self.stage("evaluate", h_eval, lambda: verify_evaluation(out), lambda: evaluate_run(ev, progress=self.progress),
+                   out, inputs=upstream, redo_on_change=True)
+        self.progress(f"[run] complete in {time.time() - self.t_start:.0f} s: {storage.join(out, 'report.md')}")
