@@ -27,6 +27,7 @@ import io
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -465,21 +466,10 @@ def _render(blocks: list) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- the stage
-def evaluate_run(config, progress=print) -> dict:
-    """Score every available method of a run; write the report. Returns {"summary", "site", "notes"}."""
-    from sptf_ray.config import load_config
-    from sptf_ray.training.data import load_site_samples
-
-    t0 = time.time()
-    cfg = load_config(EvaluateConfig, config).resolved()
-    static, daily, samples = load_site_samples(cfg.data, cfg.split_seed)
-    static = static.astype({"site_id": str})
-    samples = samples.astype({"site_id": str})
-    years = _site_years(daily)
-    notes: list[str] = []
-    truth_uri = storage.join(cfg.data, "truth.parquet")
-    truth = storage.read_parquet(truth_uri) if storage.exists(truth_uri) else None
-
+def _method_series(cfg: EvaluateConfig, static: pd.DataFrame, samples: pd.DataFrame, years: dict,
+                   truth: Optional[pd.DataFrame], notes: list[str]) -> tuple[pd.DataFrame, dict]:
+    """Every method's simulated vs observed SWC of the target years, one frame (with each day's
+    split and whether it counts), and each method's parameters for the correlation table."""
     frames, params = _sptf_series(cfg.predict, samples, notes)
     f, p = _inversion_series(cfg.inversion, years, notes)
     frames += f
@@ -503,6 +493,43 @@ def evaluate_run(config, progress=print) -> dict:
     split_of = samples.drop_duplicates("site_id").set_index("site_id")["split"].astype(str)
     series["split"] = series["site_id"].map(split_of).fillna("unsplit")
     series["counted"] = series["counted"].astype(bool)
+    return series, params
+
+
+def _put_figures(put: Callable, series: pd.DataFrame, per: pd.DataFrame, static: pd.DataFrame,
+                 fi_rows: pd.DataFrame, len_summary: pd.DataFrame, eval_split: str, n_timeseries: int) -> list:
+    """The report's figures, each written through put(name, png bytes or None); their names."""
+    figs = [put(f"{FIGURES_DIR}/scatter_{eval_split}.png", _scatter_figure(series[series["split"] == eval_split],
+                                                                              eval_split))]
+    # per site, the sample most methods scored (inversion may cover the last year pair only)
+    ts_sites = (series[series["split"] == eval_split].groupby(["site_id", "hist_year"])["method"].nunique()
+                .rename("n").reset_index().sort_values(["site_id", "n", "hist_year"], ascending=[True, False, True]))
+    ts_sites = ts_sites.drop_duplicates("site_id")[["site_id", "hist_year"]].head(n_timeseries)
+    if n_timeseries and len(ts_sites):
+        figs.append(put(f"{FIGURES_DIR}/timeseries_{eval_split}.png",
+                        _timeseries_figure(series, list(ts_sites.itertuples(index=False, name=None)))))
+    for column in ("texture_class", "land_cover"):
+        figs.append(put(f"{FIGURES_DIR}/nse_by_{column}.png", _class_figure(per, static, column)))
+    figs.append(put(f"{FIGURES_DIR}/feature_importance.png", _importance_figure(fi_rows)))
+    figs.append(put(f"{FIGURES_DIR}/input_length.png", _input_length_figure(len_summary)))
+    return figs
+
+
+def evaluate_run(config, progress=print) -> dict:
+    """Score every available method of a run; write the report. Returns {"summary", "site", "notes"}."""
+    from sptf_ray.config import load_config
+    from sptf_ray.training.data import load_site_samples
+
+    t0 = time.time()
+    cfg = load_config(EvaluateConfig, config).resolved()
+    static, daily, samples = load_site_samples(cfg.data, cfg.split_seed)
+    static = static.astype({"site_id": str})
+    samples = samples.astype({"site_id": str})
+    years = _site_years(daily)
+    notes: list[str] = []
+    truth_uri = storage.join(cfg.data, "truth.parquet")
+    truth = storage.read_parquet(truth_uri) if storage.exists(truth_uri) else None
+    series, params = _method_series(cfg, static, samples, years, truth, notes)
 
     per = site_metrics(series, by=["method", "split", "site_id", "hist_year"])
     summary = _summary(series, per)
@@ -526,19 +553,7 @@ def evaluate_run(config, progress=print) -> dict:
         return name
 
     eval_split = "test" if (series["split"] == "test").any() else series["split"].iloc[0]
-    figs = [put(f"{FIGURES_DIR}/scatter_{eval_split}.png", _scatter_figure(series[series["split"] == eval_split],
-                                                                              eval_split))]
-    # per site, the sample most methods scored (inversion may cover the last year pair only)
-    ts_sites = (series[series["split"] == eval_split].groupby(["site_id", "hist_year"])["method"].nunique()
-                .rename("n").reset_index().sort_values(["site_id", "n", "hist_year"], ascending=[True, False, True]))
-    ts_sites = ts_sites.drop_duplicates("site_id")[["site_id", "hist_year"]].head(cfg.n_timeseries)
-    if cfg.n_timeseries and len(ts_sites):
-        figs.append(put(f"{FIGURES_DIR}/timeseries_{eval_split}.png",
-                        _timeseries_figure(series, list(ts_sites.itertuples(index=False, name=None)))))
-    for column in ("texture_class", "land_cover"):
-        figs.append(put(f"{FIGURES_DIR}/nse_by_{column}.png", _class_figure(per, static, column)))
-    figs.append(put(f"{FIGURES_DIR}/feature_importance.png", _importance_figure(fi_rows)))
-    figs.append(put(f"{FIGURES_DIR}/input_length.png", _input_length_figure(len_summary)))
+    figs = _put_figures(put, series, per, static, fi_rows, len_summary, eval_split, cfg.n_timeseries)
 
     headline = summary[summary["split"] == eval_split].drop(columns="split")
     blocks = [("h1", "sptf-ray evaluation report"),
