@@ -281,25 +281,7 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
         make_forward(config.forward)  # fail fast (a missing or broken bundle) before any work
     dataset = load_site_dataset(config.data)
     site_ids = select_sites(config, dataset.static, dataset.daily)
-    daily = dataset.daily[dataset.daily["site_id"].astype(str).isin(site_ids)]
-    by_site = {sid: g for sid, g in daily.groupby(daily["site_id"].astype(str))}
-    problems, payloads, left_out = [], {}, {}
-    for sid in site_ids:
-        try:
-            if sid not in by_site:
-                raise ValueError(f"site {sid!r}: no rows in the daily table")
-            years, dropped = _usable_years(site_years(by_site[sid], sid), config.min_valid_days)
-            try:
-                validate_site(sid, years, config.samples, config.min_valid_days)
-            except ValueError as exc:
-                raise ValueError("; ".join(dropped) + " (no year pair left)" if dropped else str(exc)) from None
-            payloads[sid] = _payload(years)
-            if dropped:
-                left_out[sid] = dropped
-        except ValueError as exc:
-            problems.append(str(exc))
-    if problems:
-        raise ValueError(f"{len(problems)} site(s) cannot be inverted: " + "; ".join(problems[:10]))
+    payloads, left_out = _site_payloads(config, site_ids, dataset.daily)
     if left_out and config.progress:
         reasons = [r for rs in left_out.values() for r in rs]
         print(f"invert: {len(reasons)} site-year(s) left out, the other years of their sites are inverted: "
@@ -338,12 +320,42 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
                     done(summary)
             _raise_failures(failures)
 
-    read = [storage.read_parquet_and_metadata(site_file(config.out, sid)) for sid in site_ids]
+    return _write_results(config.out, site_ids, left_out)
+
+
+def _site_payloads(config: InvertConfig, site_ids: list[str], daily: pd.DataFrame) -> tuple[dict, dict]:
+    """Each site's usable years as a task payload, and the years left out per site; every site
+    that cannot be inverted at all is named in one error, before any work."""
+    daily = daily[daily["site_id"].astype(str).isin(site_ids)]
+    by_site = {sid: g for sid, g in daily.groupby(daily["site_id"].astype(str))}
+    problems, payloads, left_out = [], {}, {}
+    for sid in site_ids:
+        try:
+            if sid not in by_site:
+                raise ValueError(f"site {sid!r}: no rows in the daily table")
+            years, dropped = _usable_years(site_years(by_site[sid], sid), config.min_valid_days)
+            try:
+                validate_site(sid, years, config.samples, config.min_valid_days)
+            except ValueError as exc:
+                raise ValueError("; ".join(dropped) + " (no year pair left)" if dropped else str(exc)) from None
+            payloads[sid] = _payload(years)
+            if dropped:
+                left_out[sid] = dropped
+        except ValueError as exc:
+            problems.append(str(exc))
+    if problems:
+        raise ValueError(f"{len(problems)} site(s) cannot be inverted: " + "; ".join(problems[:10]))
+    return payloads, left_out
+
+
+def _write_results(out: str, site_ids: list[str], left_out: dict) -> pd.DataFrame:
+    """The per-site files combined into the results table, each site's host, and the manifest (last)."""
+    read = [storage.read_parquet_and_metadata(site_file(out, sid)) for sid in site_ids]
     table = pd.concat([df for df, _ in read], ignore_index=True) if read else results_frame([])
-    storage.atomic_write_parquet(table, storage.join(config.out, RESULTS_FILE))
+    storage.atomic_write_parquet(table, storage.join(out, RESULTS_FILE))
     hosts = {sid: _host_of(meta) for sid, (_, meta) in zip(site_ids, read)}
-    storage.atomic_write_text(storage.join(config.out, HOSTS_FILE), json.dumps(hosts, indent=1, sort_keys=True) + "\n")
-    storage.write_manifest(config.out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
+    storage.atomic_write_text(storage.join(out, HOSTS_FILE), json.dumps(hosts, indent=1, sort_keys=True) + "\n")
+    storage.write_manifest(out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table),
                             "left_out_years": left_out})
     return table
