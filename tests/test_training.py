@@ -136,6 +136,24 @@ def test_sptf_trains_through_frozen_surrogate(sptf_setup):
     assert np.isfinite(ev["loss"]) and ev["n"] == len(arrays)
 
 
+def test_predicting_in_batches_gives_the_parameters_of_one_pass(data, sptf_setup):
+    from types import SimpleNamespace
+
+    from sptf_ray.training.predict import predict_parameters
+
+    _, _, daily_norm, static_norm, _ = sptf_setup
+    torch.manual_seed(0)
+    bundle = SimpleNamespace(model=SPTF(SPTFConfig(model="vgm", hidden_size=8)),
+                             normalization={"daily": daily_norm, "static": static_norm})
+    static, daily, _ = load_site_samples(data["sites"])
+    arrays, whole = predict_parameters(bundle, static, daily, batch_size=100_000)
+    _, batched = predict_parameters(bundle, static, daily, batch_size=5)
+    assert len(arrays) > 5 and len(arrays) % 5  # several batches, the last one short
+    np.testing.assert_allclose(batched, whole, rtol=1e-6, atol=1e-9)
+    with pytest.raises(ValueError, match="batch_size"):
+        predict_parameters(bundle, static, daily, batch_size=0)
+
+
 def test_validation_without_simulations_is_nan_not_zero():
     assert np.isnan(evaluate_surrogate(Surrogate(SurrogateConfig(hidden_size=4)), iter([]))["mse"])
 
