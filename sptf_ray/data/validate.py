@@ -168,30 +168,31 @@ def _count_msg(n: int, what: str) -> str:
     return f"{what} on {n} day{'s' if n != 1 else ''}"
 
 
-def _year_reasons(year_df: pd.DataFrame, n_duplicates: int, cfg: QCConfig) -> list[str]:
-    """Reasons to reject one site-year (already reindexed to its 365 days)."""
+def _year_reasons(year: dict[str, np.ndarray], n_duplicates: int, cfg: QCConfig) -> list[str]:
+    """Reasons to reject one site-year, from its 365 days' columns (NaN where a day is missing)."""
     reasons = []
     if n_duplicates:
         reasons.append(_count_msg(n_duplicates, "duplicate dates"))
     for col in ("swc", *_FORCING, "lst_c"):
-        n_inf = int(np.isinf(year_df[col].to_numpy(dtype=float)).sum())
+        n_inf = int(np.isinf(year[col]).sum())
         if n_inf:
             reasons.append(_count_msg(n_inf, f"{col} infinite"))
-    swc = year_df["swc"]
-    bad = swc[(swc < 0) | (swc > 1)]
-    if len(bad):
-        msg = f"swc outside [0, 1] {_count_msg(len(bad), '')[1:]} (min {swc.min():.3g}, max {swc.max():.3g})"
-        if 1 < swc.max() <= 100 and swc.min() >= 0:
+    swc = year["swc"]
+    n_bad = int(((swc < 0) | (swc > 1)).sum())
+    if n_bad:
+        lo, hi = np.nanmin(swc), np.nanmax(swc)
+        msg = f"swc outside [0, 1] {_count_msg(n_bad, '')[1:]} (min {lo:.3g}, max {hi:.3g})"
+        if 1 < hi <= 100 and lo >= 0:
             msg += "; looks like percent: divide by 100"
         reasons.append(msg)
     for col in _FORCING:
-        n_nan = int(year_df[col].isna().sum())
+        n_nan = int(np.isnan(year[col]).sum())
         if n_nan:
             reasons.append(_count_msg(n_nan, f"{col} missing"))
-        n_neg = int((year_df[col] < 0).sum())
+        n_neg = int((year[col] < 0).sum())
         if n_neg:
             reasons.append(_count_msg(n_neg, f"negative {col}"))
-    n_missing = int(swc.isna().sum())
+    n_missing = int(np.isnan(swc).sum())
     if n_missing > cfg.max_missing_fraction * schema.DAYS_PER_YEAR:
         reasons.append(
             f"swc missing on {n_missing}/{schema.DAYS_PER_YEAR} days "
@@ -200,14 +201,13 @@ def _year_reasons(year_df: pd.DataFrame, n_duplicates: int, cfg: QCConfig) -> li
     return reasons
 
 
-def _interpolate_swc(year_df: pd.DataFrame) -> pd.DataFrame:
-    """Linear interpolation of SWC gaps inside one year; edge gaps take the nearest value."""
-    out = year_df.copy()
-    gaps = out["swc"].isna().to_numpy()
-    if gaps.any():
-        out["swc"] = out["swc"].interpolate(method="linear", limit_direction="both")
-        out["swc_interpolated"] = out["swc_interpolated"].to_numpy() | gaps
-    return out
+def _interpolate_gaps(swc: np.ndarray) -> np.ndarray:
+    """Linear interpolation of one year's SWC gaps; edge gaps take the nearest value."""
+    gaps = np.isnan(swc)
+    if not gaps.any() or gaps.all():
+        return swc
+    days = np.arange(len(swc))
+    return np.where(gaps, np.interp(days, days[~gaps], swc[~gaps]), swc)
 
 
 def _consecutive_runs(years: list[int]) -> list[list[int]]:
@@ -228,7 +228,8 @@ def _report_row(site_id, year, level, status, reason="", note="", present=None, 
 
 
 def _qc_site_days(site_id: str, days: pd.DataFrame, cfg: QCConfig):
-    """(accepted 365-day years as one frame, year report rows, site notes) for one site."""
+    """(the site's days on its full 365-day-year calendar, SWC gaps of accepted years filled;
+    its accepted years; year report rows; site notes) for one site."""
     notes = []
     if not days["date"].is_monotonic_increasing:
         notes.append("dates were not sorted (sorted)")
@@ -240,31 +241,38 @@ def _qc_site_days(site_id: str, days: pd.DataFrame, cfg: QCConfig):
     duplicated = days["date"].duplicated(keep=False)
     dup_per_year = days.loc[duplicated, "date"].dt.year.value_counts().to_dict()
     unique_days = days.loc[~days["date"].duplicated(keep="first")].set_index("date")
+    present_per_year = unique_days.index.year.value_counts().to_dict()
 
-    rows, accepted = [], {}
-    for year in range(int(days["date"].dt.year.min()), int(days["date"].dt.year.max()) + 1):
-        cal = year_calendar(year)
-        year_df = unique_days.reindex(cal)
-        present = int(unique_days.index.isin(cal).sum())
-        year_df["site_id"] = site_id
-        for col, dtype in schema.DAILY_FLAG_COLUMNS.items():
-            fill = "input" if dtype == "string" else False
-            year_df[col] = year_df[col].astype(object).where(year_df[col].notna(), fill).astype(dtype)
-        n_missing = int(year_df["swc"].isna().sum())
-        reasons = _year_reasons(year_df, int(dup_per_year.get(year, 0)), cfg)
+    # one reindex of the whole site: year k is rows [365 k, 365 (k + 1))
+    years = list(range(int(days["date"].dt.year.min()), int(days["date"].dt.year.max()) + 1))
+    full = unique_days.reindex(pd.DatetimeIndex(np.concatenate([year_calendar(y).values for y in years])))
+    full["site_id"] = site_id
+    for col, dtype in schema.DAILY_FLAG_COLUMNS.items():
+        fill = "input" if dtype == "string" else False
+        full[col] = full[col].astype(object).where(full[col].notna(), fill).astype(dtype)
+    columns = {c: full[c].to_numpy(dtype=float) for c in ("swc", *_FORCING, "lst_c")}
+    swc, interpolated = columns["swc"].copy(), full["swc_interpolated"].to_numpy(dtype=bool).copy()
+
+    rows, accepted = [], []
+    for k, year in enumerate(years):
+        span = slice(k * schema.DAYS_PER_YEAR, (k + 1) * schema.DAYS_PER_YEAR)
+        present, n_missing = int(present_per_year.get(year, 0)), int(np.isnan(swc[span]).sum())
+        reasons = _year_reasons({c: v[span] for c, v in columns.items()}, int(dup_per_year.get(year, 0)), cfg)
         if reasons:
             rows.append(_report_row(site_id, year, "site-year", REJECTED, "; ".join(reasons), "", present, n_missing, 0))
             continue
-        filled = _interpolate_swc(year_df)
-        n_interp = int(filled["swc_interpolated"].sum())
-        rows.append(_report_row(site_id, year, "site-year", ACCEPTED, "", "", present, n_missing, n_interp))
-        accepted[year] = filled.rename_axis("date").reset_index()
-    return accepted, rows, notes
+        interpolated[span] |= np.isnan(swc[span])
+        swc[span] = _interpolate_gaps(swc[span])
+        rows.append(_report_row(site_id, year, "site-year", ACCEPTED, "", "", present, n_missing,
+                                int(interpolated[span].sum())))
+        accepted.append(year)
+    full["swc"], full["swc_interpolated"] = swc, interpolated
+    return full.rename_axis("date").reset_index(), accepted, rows, notes
 
 
-def _keep_paired_years(site_id: str, accepted: dict, rows: list[dict], cfg: QCConfig) -> list[int]:
+def _keep_paired_years(site_id: str, accepted: list[int], rows: list[dict], cfg: QCConfig) -> list[int]:
     """Accepted years inside a run of >= min_consecutive_years; others are rejected in `rows`."""
-    kept = [y for run in _consecutive_runs(list(accepted)) if len(run) >= cfg.min_consecutive_years for y in run]
+    kept = [y for run in _consecutive_runs(accepted) if len(run) >= cfg.min_consecutive_years for y in run]
     for row in rows:
         if row["status"] == ACCEPTED and row["year"] not in kept:
             row["status"] = REJECTED
@@ -317,7 +325,7 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
             site_rows.append(_report_row(sid, pd.NA, "site", REJECTED, "; ".join(site_reasons), "; ".join(notes)))
             continue
 
-        accepted, rows, day_notes = _qc_site_days(sid, daily_groups[sid], cfg)
+        site_days, accepted, rows, day_notes = _qc_site_days(sid, daily_groups[sid], cfg)
         notes += day_notes
         kept_years = _keep_paired_years(sid, accepted, rows, cfg)
         if site_reasons:
@@ -338,7 +346,7 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
             row = static_row.copy()
             row["static_missing"] = ",".join(c for c in STATIC_ATTRIBUTES if pd.isna(static_row[c]))
             kept_static.append(row)
-            kept_daily += [accepted[y] for y in kept_years]
+            kept_daily.append(site_days[site_days["date"].dt.year.isin(kept_years)])
 
     report = _make_report(site_rows + year_rows)
     clean_static = _finish_static(kept_static, static)

@@ -219,9 +219,14 @@ def _static_rejections(static: pd.DataFrame) -> dict:
     return out
 
 
-def _year_block(daily_site: pd.DataFrame, year: int) -> pd.DataFrame | None:
-    block = daily_site[daily_site["date"].dt.year == year].sort_values("date")
-    return block if len(block) == DAYS else None
+def _site_year_blocks(daily_site: pd.DataFrame) -> dict[int, np.ndarray]:
+    """{year: its (365, len(SPTF_DAILY)) float64 days in date order} for the years holding 365 days."""
+    site = daily_site.sort_values("date")
+    values = site[list(SPTF_DAILY)].to_numpy(np.float64)
+    years = site["date"].dt.year.to_numpy()
+    starts = np.flatnonzero(np.r_[True, years[1:] != years[:-1]])
+    ends = np.r_[starts[1:], len(years)]
+    return {int(years[a]): values[a:b] for a, b in zip(starts, ends) if b - a == DAYS}
 
 
 def build_sptf_arrays(static: pd.DataFrame, daily: pd.DataFrame, samples: pd.DataFrame,
@@ -233,31 +238,32 @@ def build_sptf_arrays(static: pd.DataFrame, daily: pd.DataFrame, samples: pd.Dat
     gives NaN target arrays (prediction for new sites).
     """
     rejected = _static_rejections(static)
-    static_by_id = static.assign(site_id=static["site_id"].astype(str)).set_index("site_id")
-    groups = {str(k): g for k, g in daily.groupby("site_id", observed=True)}
+    static_by_id = dict(zip(static["site_id"].astype(str), static[list(SPTF_STATIC)].to_numpy(np.float64)))
+    blocks = {str(k): _site_year_blocks(g) for k, g in daily.groupby("site_id", observed=True)}
+    swc, forcing, lst = SPTF_DAILY.index("swc"), [SPTF_DAILY.index(c) for c in ("precip_cm", "pet_cm", "lai")], SPTF_DAILY.index("lst_c")
     rows = {k: [] for k in ("site_id", "hist_year", "target_year", "hist_daily", "static", "target_forcing",
                             "target_swc", "target_mask")}
     for sample in samples.itertuples(index=False):
         sid = str(sample.site_id)
         if sid in rejected:
             continue
-        if sid not in static_by_id.index or sid not in groups:
-            rejected[sid] = "no static row" if sid not in static_by_id.index else "no daily rows"
+        if sid not in static_by_id or sid not in blocks:
+            rejected[sid] = "no static row" if sid not in static_by_id else "no daily rows"
             continue
-        hist = _year_block(groups[sid], int(sample.hist_year))
-        target = _year_block(groups[sid], int(sample.target_year))
+        hist = blocks[sid].get(int(sample.hist_year))
+        target = blocks[sid].get(int(sample.target_year))
         if hist is None or (target is None and require_target):
             rejected[f"{sid}/{sample.hist_year}"] = "historical or target year without 365 days"
             continue
         rows["site_id"].append(sid)
         rows["hist_year"].append(int(sample.hist_year))
         rows["target_year"].append(int(sample.target_year))
-        rows["hist_daily"].append(hist[list(SPTF_DAILY)].to_numpy(np.float64))
-        rows["static"].append(static_by_id.loc[sid, list(SPTF_STATIC)].to_numpy(np.float64))
+        rows["hist_daily"].append(hist)
+        rows["static"].append(static_by_id[sid])
         if target is not None:
-            rows["target_forcing"].append(target[["precip_cm", "pet_cm", "lai"]].to_numpy(np.float64))
-            rows["target_swc"].append(target["swc"].to_numpy(np.float64))
-            rows["target_mask"].append(frozen_mask(target["lst_c"].to_numpy(np.float64)))
+            rows["target_forcing"].append(target[:, forcing])
+            rows["target_swc"].append(target[:, swc])
+            rows["target_mask"].append(frozen_mask(target[:, lst]))
         else:
             rows["target_forcing"].append(np.full((DAYS, 3), np.nan))
             rows["target_swc"].append(np.full(DAYS, np.nan))
