@@ -443,7 +443,7 @@ class _Run:
             if not redo_on_change:
                 storage.remove(where)
             complete = False
-        stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where) and not data_changed)
+        stale = complete or (rec.get("hash") not in (None, digest) and storage.exists(where))
         if stale and not redo_on_change:
             self._replace_or_refuse(name, where, complete, settings is not None and rec.get("settings") is None)
         self.progress(f"[run] {name}: running -> {where}")
@@ -462,11 +462,14 @@ class _Run:
               manifest_dir: Optional[str]) -> None:
         self.progress(f"[run] {name}: skipped ({where} complete)")
         self.actions[name] = "skipped"
+        adopted = {}
         unknown = [u for u, token in made_from.items() if (rec.get("inputs") or {}).get(u, "") is None and token]
         if "inputs" not in rec or "made" not in rec or unknown:  # a run directory from before the tokens
-            self.state.set(name, inputs=made_from, made=rec.get("made") or _output_token(manifest_dir))
+            adopted.update(inputs=made_from, made=rec.get("made") or _output_token(manifest_dir))
         if settings and rec.get("settings") != settings:  # recorded before data-free hashes were kept
-            self.state.set(name, settings=settings)
+            adopted["settings"] = settings
+        if adopted:
+            self.state.set(name, **adopted)
 
     def _replace_or_refuse(self, name: str, where: str, complete: bool, data_unknown: bool) -> None:
         what = "a complete" if complete else "a partial"

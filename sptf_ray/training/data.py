@@ -240,7 +240,8 @@ def build_sptf_arrays(static: pd.DataFrame, daily: pd.DataFrame, samples: pd.Dat
     rejected = _static_rejections(static)
     static_by_id = dict(zip(static["site_id"].astype(str), static[list(SPTF_STATIC)].to_numpy(np.float64)))
     blocks = {str(k): _site_year_blocks(g) for k, g in daily.groupby("site_id", observed=True)}
-    swc, forcing, lst = SPTF_DAILY.index("swc"), [SPTF_DAILY.index(c) for c in ("precip_cm", "pet_cm", "lai")], SPTF_DAILY.index("lst_c")
+    swc, lst = SPTF_DAILY.index("swc"), SPTF_DAILY.index("lst_c")
+    forcing = [SPTF_DAILY.index(c) for c in ("precip_cm", "pet_cm", "lai")]
     rows = {k: [] for k in ("site_id", "hist_year", "target_year", "hist_daily", "static", "target_forcing",
                             "target_swc", "target_mask")}
     for sample in samples.itertuples(index=False):
