@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sptf_ray.evaluate.metrics import lst_mask, nse, pooled_metrics, rmse, scores, site_metrics, trend_line
+from sptf_ray.evaluate.metrics import nse, pooled_metrics, rmse, scores, site_metrics, trend_line
 
 
 def test_hand_computed_values():
@@ -39,12 +39,6 @@ def test_mask_and_nans_excluded():
     # slope (3-2)/(3-1) = 0.5, intercept 2 - 0.5 * 1 = 1.5
     assert trend_line(obs, sim, mask) == (pytest.approx(0.5), pytest.approx(1.5))
     assert scores(obs, sim, mask)["n_days"] == 2
-
-
-def test_lst_mask_counts_unfrozen_and_falls_back():
-    # LST -1 frozen; 0 counts; NaN with air -3 frozen; NaN with air NaN counts
-    m = lst_mask([-1.0, 0.0, np.nan, np.nan], fallback=[5.0, 5.0, -3.0, np.nan])
-    assert m.tolist() == [False, True, False, True]
 
 
 def test_degenerate_cases_are_nan():

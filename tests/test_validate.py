@@ -8,7 +8,7 @@ import pytest
 from sptf_ray import storage
 from sptf_ray.data import schema
 from sptf_ray.data.validate import (
-    SiteDataset, load_site_dataset, validate_sites, write_site_dataset,
+    SiteDataset, frozen_mask, load_site_dataset, validate_sites, write_site_dataset, year_blocks,
 )
 
 
@@ -197,3 +197,54 @@ def test_write_load_roundtrip_with_report(tmp_path):
     (tmp_path / "ds" / schema.DAILY_FILE).write_bytes(b"garbage")
     with pytest.raises(ValueError, match="manifest"):
         load_site_dataset(out)
+
+
+def _daily_with_air_temperature() -> pd.DataFrame:
+    """Site A with LST missing on days 10-19 of 2019: air -5 C on 10-14, no air temperature on 15-19;
+    and LST -2 C on days 30-34 (frozen by its own LST)."""
+    daily = make_daily(ids=("A",)).assign(tair_c=3.0)
+    first = daily.index[:365]
+    daily.loc[first[10:20], "lst_c"] = np.nan
+    daily.loc[first[10:15], "tair_c"] = -5.0
+    daily.loc[first[15:20], "tair_c"] = np.nan
+    daily.loc[first[30:35], "lst_c"] = -2.0
+    return daily
+
+
+def test_missing_lst_takes_air_temperature_flagged():
+    _, daily, _ = validate_sites(make_static(ids=("A",)), _daily_with_air_temperature())
+    year = daily[daily.date.dt.year == 2019]
+    lst, flag = year.lst_c.to_numpy(), year.lst_from_air_temperature.to_numpy()
+    assert lst[10:15].tolist() == [-5.0] * 5 and flag[10:15].all()
+    assert np.isnan(lst[15:20]).all() and not flag[15:20].any()  # nothing to fall back on: counts
+    assert flag.sum() == 5 and "tair_c" not in daily.columns
+    expected = np.ones(365, bool)
+    expected[10:15] = expected[30:35] = False
+    assert (frozen_mask(lst) == expected).all()
+
+
+def test_training_inversion_and_report_count_the_same_days(tmp_path):
+    """The loss, the inversion's objective and the scores all mask with one rule."""
+    from sptf_ray.evaluate.report import _site_years
+    from sptf_ray.inverse.site import site_years
+    from sptf_ray.training.data import build_sptf_arrays, load_site_samples
+
+    write_site_dataset(SiteDataset(make_static(ids=("A",)), _daily_with_air_temperature()), str(tmp_path / "ds"))
+    static, daily, _ = load_site_samples(str(tmp_path / "ds"))
+    samples = pd.DataFrame({"site_id": ["A"], "hist_year": [2018], "target_year": [2019]})
+    daily_2018 = daily.assign(date=daily.date - pd.DateOffset(years=1))  # 2019 becomes a target year
+    arrays = build_sptf_arrays(static, pd.concat([daily_2018[daily_2018.date.dt.year == 2018], daily]), samples)
+    training = arrays.target_mask[0].astype(bool)
+    inversion = site_years(daily, "A")[2019].mask
+    report = _site_years(daily)["A"][2019]["counted"]
+    assert training.sum() == 365 - 10
+    assert (training == inversion).all() and (inversion == report).all()
+
+
+def test_year_blocks_cut_365_day_years():
+    daily = make_daily(ids=("A",), years=(2019, 2020, 2021)).iloc[:-1]  # 2021 misses 31 Dec
+    blocks = year_blocks(daily.sample(frac=1.0, random_state=0), ["swc"])  # any row order
+    assert sorted(blocks) == [2019, 2020]
+    leap = daily[daily.date.dt.year == 2020]
+    assert np.array_equal(blocks[2020][:, 0], leap.swc.to_numpy()[:365])  # 31 Dec 2020 left out
+    assert len(year_blocks(daily, ["swc"], complete_only=False)[2021]) == 364

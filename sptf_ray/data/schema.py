@@ -41,6 +41,10 @@ DAILY_COLUMNS = {
     "lai": "float64",  # m2/m2
     "lst_c": "float64",  # land-surface temperature, C
 }
+# Optional daily columns: read when present, not carried into the QC'd table.
+DAILY_OPTIONAL_COLUMNS = {
+    "tair_c": "float64",  # air temperature, C: stands in for a missing LST (frozen mask)
+}
 # Flags recording every gap fill and substitution (True = value was filled/substituted).
 DAILY_FLAG_COLUMNS = {
     "swc_interpolated": "bool",

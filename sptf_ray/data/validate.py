@@ -15,7 +15,8 @@ Per site-year:
   - precipitation, PET and LAI present, finite and non-negative on every day; no infinite SWC or LST;
   - at most `max_missing_fraction` of the 365 SWC days missing; shorter gaps are linearly
     interpolated within the year (edges take the nearest value) and flagged `swc_interpolated`.
-Unsorted dates are sorted, and noted in the report.
+Unsorted dates are sorted, and noted in the report. A missing LST takes the day's air
+temperature when the daily table has a `tair_c` column (flagged `lst_from_air_temperature`).
 """
 from __future__ import annotations
 
@@ -121,7 +122,20 @@ def normalize_daily(daily_df: pd.DataFrame) -> pd.DataFrame:
     for col, dtype in schema.DAILY_FLAG_COLUMNS.items():
         if col not in out.columns:
             out[col] = "input" if col == "pet_method" else False
-    return _as_dtypes(out, {**schema.DAILY_COLUMNS, **schema.DAILY_FLAG_COLUMNS}, "daily")
+    dtypes = {**schema.DAILY_COLUMNS, **schema.DAILY_OPTIONAL_COLUMNS, **schema.DAILY_FLAG_COLUMNS}
+    return _lst_from_air_temperature(_as_dtypes(out, dtypes, "daily"))
+
+
+def _lst_from_air_temperature(daily: pd.DataFrame) -> pd.DataFrame:
+    """Missing LST takes the day's air temperature (`tair_c`, when the table has it), flagged in
+    `lst_from_air_temperature`, so that every frozen mask downstream sees the same days."""
+    if "tair_c" not in daily.columns:
+        return daily
+    fill = daily["lst_c"].isna() & daily["tair_c"].notna()
+    if fill.any():
+        daily = daily.assign(lst_c=daily["lst_c"].fillna(daily["tair_c"]),
+                             lst_from_air_temperature=daily["lst_from_air_temperature"] | fill)
+    return daily
 
 
 # --------------------------------------------------------------------------- calendar
@@ -136,6 +150,26 @@ def year_calendar(year: int) -> pd.DatetimeIndex:
     """The 365 dates of a model year."""
     days = pd.date_range(f"{year}-01-01", periods=schema.DAYS_PER_YEAR, freq="D")
     return days
+
+
+def year_blocks(days: pd.DataFrame, columns, complete_only: bool = True) -> dict[int, np.ndarray]:
+    """{calendar year: the year's `columns` as an (n_days, len(columns)) float64 array in date
+    order} for one site's rows, 31 Dec of leap years left out; with complete_only, only the
+    years holding all 365 days. The one place a site's table is cut into model years."""
+    days, _ = drop_leap_dec31(days.sort_values("date", kind="stable"))
+    values = days[list(columns)].to_numpy(np.float64)
+    years = days["date"].dt.year.to_numpy()
+    starts = np.flatnonzero(np.r_[True, years[1:] != years[:-1]]) if len(years) else np.array([], int)
+    ends = np.r_[starts[1:], len(years)]
+    return {int(years[a]): values[a:b] for a, b in zip(starts, ends)
+            if b - a == schema.DAYS_PER_YEAR or not complete_only}
+
+
+def frozen_mask(lst_c) -> np.ndarray:
+    """True where a day counts in a loss or a score: LST >= 0 C (paper eq. 3's bLST). A missing
+    LST counts: QC has already put air temperature where LST was missing (DESIGN section 0)."""
+    lst = np.asarray(lst_c, dtype=np.float64)
+    return ~(lst < 0.0)  # NaN compares False, so it counts
 
 
 # --------------------------------------------------------------------------- static QC

@@ -15,11 +15,11 @@ import pandas as pd
 
 METRIC_NAMES = ("nse", "rmse", "slope", "intercept", "n_days")
 
-__all__ = ["METRIC_NAMES", "counted", "lst_mask", "nse", "rmse", "trend_line", "scores", "site_metrics", "pooled_metrics"]
+__all__ = ["METRIC_NAMES", "counted", "nse", "rmse", "trend_line", "scores", "site_metrics", "pooled_metrics"]
 
 
 def counted(obs, sim, mask=None) -> np.ndarray:
-    """Boolean array of the days that count: mask true (or LST >= 0 when given as LST) and both finite.
+    """Boolean array of the days that count: mask true (the frozen mask) and both values finite.
 
     `mask` may be None (every finite day counts) or booleans (True = counts).
     """
@@ -29,15 +29,6 @@ def counted(obs, sim, mask=None) -> np.ndarray:
     if mask is not None:
         ok &= np.asarray(mask, dtype=bool)
     return ok
-
-
-def lst_mask(lst_c, fallback=None) -> np.ndarray:
-    """Frozen mask from LST (C): counts when LST >= 0; NaN LST falls back to `fallback`
-    (e.g. air temperature), else counts (DESIGN section 0)."""
-    lst = np.asarray(lst_c, dtype=float)
-    if fallback is not None:
-        lst = np.where(np.isfinite(lst), lst, np.asarray(fallback, dtype=float))
-    return ~(lst < 0)  # NaN compares False, so a missing temperature counts
 
 
 def _pick(obs, sim, mask):

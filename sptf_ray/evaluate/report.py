@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from sptf_ray import storage
-from sptf_ray.evaluate.metrics import lst_mask, pooled_metrics, site_metrics
+from sptf_ray.data.validate import frozen_mask, year_blocks, year_calendar
+from sptf_ray.evaluate.metrics import pooled_metrics, site_metrics
 from sptf_ray.evaluate.sensitivity import (DEFAULT_LENGTHS, FEATURES, analyse_predict_dirs, summarize_importance,
                                            summarize_lengths)
 from sptf_ray.physics.parameters import PARAM_NAMES, parameter_space
@@ -106,19 +107,14 @@ class EvaluateConfig:
 
 # --------------------------------------------------------------------------- inputs
 def _site_years(daily: pd.DataFrame) -> dict[str, dict[int, dict]]:
+    """{site: {year: observed SWC, forcing, counted days and dates}} of the complete years."""
+    columns = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
     out: dict[str, dict[int, dict]] = {}
-    daily = daily.sort_values(["site_id", "date"])
-    daily = daily[~((daily["date"].dt.month == 12) & (daily["date"].dt.day == 31) & daily["date"].dt.is_leap_year)]
-    fallback = "tair_c" if "tair_c" in daily else None
-    for (sid, year), g in daily.groupby([daily["site_id"].astype(str), daily["date"].dt.year], sort=False):
-        if len(g) != 365:
-            continue
-        mask = lst_mask(g["lst_c"].to_numpy(float), g[fallback].to_numpy(float) if fallback else None)
-        out.setdefault(sid, {})[int(year)] = {
-            "swc": g["swc"].to_numpy(float), "precip": g["precip_cm"].to_numpy(float),
-            "pet": g["pet_cm"].to_numpy(float), "lai": g["lai"].to_numpy(float), "counted": mask,
-            "dates": g["date"].to_numpy(),
-        }
+    for sid, g in daily.groupby(daily["site_id"].astype(str), sort=True):
+        for year, block in year_blocks(g, columns).items():
+            swc, precip, pet, lai, lst = block.T
+            out.setdefault(sid, {})[year] = {"swc": swc, "precip": precip, "pet": pet, "lai": lai,
+                                             "counted": frozen_mask(lst), "dates": year_calendar(year).values}
     return out
 
 

@@ -32,6 +32,7 @@ from typing import Iterable, Optional, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
+from sptf_ray.data.validate import frozen_mask, year_blocks
 from sptf_ray.inverse.sceua import SCEUASearch, run_lockstep
 from sptf_ray.physics.parameters import MODELS, PARAM_NAMES, check_model, parameter_space, theta_s_upper
 
@@ -92,12 +93,6 @@ def make_forward(spec: str = "solver", num_threads: Optional[int] = None) -> For
 
 
 # --------------------------------------------------------------------------- data and metrics
-def frozen_mask(lst_c) -> np.ndarray:
-    """True where a day counts: LST >= 0 C; a missing LST counts (DESIGN section 0)."""
-    lst = np.asarray(lst_c, dtype=np.float64)
-    return ~(lst < 0.0)  # NaN compares False, so it counts
-
-
 def masked_mse(sim: np.ndarray, obs: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Eq. 17 per row of sim (P, T): mean squared error over the counted days.
 
@@ -166,18 +161,14 @@ class SiteYear:
 
 
 def site_years(daily: pd.DataFrame, site_id: str) -> dict[int, SiteYear]:
-    """The years of one site in a daily table (schema.py columns), keyed by calendar year."""
+    """The years of one site in a daily table (schema.py columns), keyed by calendar year; an
+    incomplete year is kept, for SiteYear.validate to say what it lacks."""
     rows = daily[daily["site_id"].astype(str) == str(site_id)]
     if rows.empty:
         raise ValueError(f"site {site_id!r}: no rows in the daily table")
-    rows = rows.sort_values("date")
-    years = {}
-    for year, g in rows.groupby(rows["date"].dt.year):
-        g = g[~((g["date"].dt.month == 12) & (g["date"].dt.day == 31) & g["date"].dt.is_leap_year)]
-        years[int(year)] = SiteYear(str(site_id), int(year), g["swc"].to_numpy(float), g["precip_cm"].to_numpy(float),
-                                    g["pet_cm"].to_numpy(float), g["lai"].to_numpy(float),
-                                    g["lst_c"].to_numpy(float))
-    return years
+    columns = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
+    return {year: SiteYear(str(site_id), year, *block.T.copy())
+            for year, block in year_blocks(rows, columns, complete_only=False).items()}
 
 
 def year_pairs(years: dict[int, SiteYear], samples: str = "all") -> list[tuple[int, int]]:

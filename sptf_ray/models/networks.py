@@ -7,6 +7,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from sptf_ray.data.validate import frozen_mask as numpy_frozen_mask
+
 from .scaling import ParamBounds, physical_to_unit, sptf_bounds, surrogate_bounds, unit_to_physical
 
 SURROGATE_FORCING = ("precip", "pet", "lai")  # shard columns, per day
@@ -148,11 +150,10 @@ def sptf_to_surrogate_unit(unit: torch.Tensor, model: str, theta_s_upper,
 
 
 def frozen_mask(lst_c) -> torch.Tensor | np.ndarray:
-    """bLST: 1 where LST >= 0 C; missing LST counts (DESIGN section 0, after the air-temperature fallback)."""
+    """bLST as float32: 1 where the day counts (sptf_ray.data.validate.frozen_mask's rule)."""
     if isinstance(lst_c, torch.Tensor):
         return (~(lst_c < 0)).to(torch.float32)
-    lst = np.asarray(lst_c, dtype=np.float64)
-    return (~(lst < 0)).astype(np.float32)
+    return numpy_frozen_mask(lst_c).astype(np.float32)
 
 
 def masked_mse(pred: torch.Tensor, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:

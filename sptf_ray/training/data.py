@@ -18,7 +18,8 @@ import pyarrow.compute as pc
 import torch
 
 from sptf_ray import storage
-from sptf_ray.models import SPTF_DAILY, SPTF_STATIC, Normalizer, frozen_mask, site_theta_s_upper
+from sptf_ray.data.validate import frozen_mask, year_blocks
+from sptf_ray.models import SPTF_DAILY, SPTF_STATIC, Normalizer, site_theta_s_upper
 from sptf_ray.models.scaling import surrogate_bounds
 
 SHARD_PATTERN = re.compile(r"^shard-\d+\.parquet$")
@@ -219,16 +220,6 @@ def _static_rejections(static: pd.DataFrame) -> dict:
     return out
 
 
-def _site_year_blocks(daily_site: pd.DataFrame) -> dict[int, np.ndarray]:
-    """{year: its (365, len(SPTF_DAILY)) float64 days in date order} for the years holding 365 days."""
-    site = daily_site.sort_values("date")
-    values = site[list(SPTF_DAILY)].to_numpy(np.float64)
-    years = site["date"].dt.year.to_numpy()
-    starts = np.flatnonzero(np.r_[True, years[1:] != years[:-1]])
-    ends = np.r_[starts[1:], len(years)]
-    return {int(years[a]): values[a:b] for a, b in zip(starts, ends) if b - a == DAYS}
-
-
 def build_sptf_arrays(static: pd.DataFrame, daily: pd.DataFrame, samples: pd.DataFrame,
                       require_target: bool = True) -> SPTFArrays:
     """Arrays for the (site_id, hist_year, target_year) rows of `samples`.
@@ -239,7 +230,7 @@ def build_sptf_arrays(static: pd.DataFrame, daily: pd.DataFrame, samples: pd.Dat
     """
     rejected = _static_rejections(static)
     static_by_id = dict(zip(static["site_id"].astype(str), static[list(SPTF_STATIC)].to_numpy(np.float64)))
-    blocks = {str(k): _site_year_blocks(g) for k, g in daily.groupby("site_id", observed=True)}
+    blocks = {str(k): year_blocks(g, SPTF_DAILY) for k, g in daily.groupby("site_id", observed=True)}
     swc, lst = SPTF_DAILY.index("swc"), SPTF_DAILY.index("lst_c")
     forcing = [SPTF_DAILY.index(c) for c in ("precip_cm", "pet_cm", "lai")]
     rows = {k: [] for k in ("site_id", "hist_year", "target_year", "hist_daily", "static", "target_forcing",
