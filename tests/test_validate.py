@@ -248,3 +248,43 @@ def test_year_blocks_cut_365_day_years():
     leap = daily[daily.date.dt.year == 2020]
     assert np.array_equal(blocks[2020][:, 0], leap.swc.to_numpy()[:365])  # 31 Dec 2020 left out
     assert len(year_blocks(daily, ["swc"], complete_only=False)[2021]) == 364
+
+
+def _messy_daily() -> pd.DataFrame:
+    """Eleven sites, two clean, each other one wrong in one way QC repairs or rejects."""
+    ids = [f"S{k}" for k in range(10)]
+    daily = make_daily(ids=ids, years=(2019, 2020, 2021)).assign(tair_c=4.0, swc_interpolated=False)
+    daily = daily[~((daily.date.dt.year == 2020) & (daily.date.dt.month == 12) & (daily.date.dt.day == 31))]
+    site = daily.site_id
+    daily.loc[daily.index[(site == "S0").to_numpy()][3:5], "swc_interpolated"] = True  # clean, flags kept
+    daily.loc[daily.index[(site == "S2").to_numpy()][40:43], "swc"] = np.nan  # a gap to interpolate
+    daily = daily.drop(daily.index[(site == "S3").to_numpy()][800])  # a missing day (forcing too: 2021 rejected)
+    s4 = daily.index[(daily.site_id == "S4").to_numpy()]
+    daily.loc[s4[100], "pet_cm"] = -1.0  # a bad year
+    s5 = daily.index[(daily.site_id == "S5").to_numpy()]
+    daily = pd.concat([daily, daily.loc[s5[:1]]])  # a duplicate date, at the end: also unsorted
+    s6 = daily.index[(daily.site_id == "S6").to_numpy()]
+    daily = daily.drop(s6[365:730])  # a hole between two years: no pair
+    s7 = daily.index[(daily.site_id == "S7").to_numpy()]
+    daily.loc[s7[10], "date"] = daily.loc[s7[10], "date"] + pd.Timedelta(hours=6)
+    extra = make_daily(ids=("S1",), years=(2020, 2020)).iloc[365:]  # 31 Dec 2020 of clean S1
+    daily.loc[daily.index[(daily.site_id == "S9").to_numpy()][900], "swc"] = 1.2  # 2021 out of range
+    s8_first_year = (daily.site_id == "S8") & (daily.date.dt.year == 2019)
+    daily = pd.concat([daily[~s8_first_year], daily[s8_first_year]])  # whole years, out of order
+    one_year = make_daily(ids=("S10",), years=(2019, 2019))  # complete, but no year pair
+    return pd.concat([daily, extra, one_year], ignore_index=True).assign(tair_c=4.0).fillna({"swc_interpolated": False})
+
+
+def test_the_fast_path_for_clean_sites_gives_the_per_site_result(monkeypatch):
+    """Sites QC passes unchanged skip the per-site calendar work; the result must not differ."""
+    import sptf_ray.data.validate as validate
+
+    static, daily = make_static(ids=[f"S{k}" for k in range(11)]), _messy_daily()
+    fast = validate_sites(static, daily)
+    unchanged = validate._sites_needing_no_changes(validate.normalize_daily(daily), validate.QCConfig())
+    assert sorted(unchanged) == ["S0"] and unchanged["S0"] == {2019: 2, 2020: 0, 2021: 0}
+    monkeypatch.setattr(validate, "_sites_needing_no_changes", lambda daily, cfg: {})
+    slow = validate_sites(static, daily)
+    for a, b in zip(fast, slow):
+        pd.testing.assert_frame_equal(a, b)
+    assert set(fast[0].site_id) == {"S0", "S1", "S2", "S3", "S4", "S5", "S7", "S8", "S9"}

@@ -304,6 +304,45 @@ def _qc_site_days(site_id: str, days: pd.DataFrame, cfg: QCConfig):
     return full.rename_axis("date").reset_index(), accepted, rows, notes
 
 
+def _sites_needing_no_changes(daily: pd.DataFrame, cfg: QCConfig) -> dict[str, dict[int, int]]:
+    """{site: {year: flagged SWC days}} of the sites whose days QC would pass unchanged: sorted,
+    unique, midnight dates on the 365-day calendar, whole years in one run of at least
+    `min_consecutive_years`, every SWC and forcing value present and in range, no infinite LST.
+    Checked on the whole table at once; `_qc_site_days` (per site, slow) handles the rest."""
+    if daily.empty:
+        return {}
+    date = daily["date"]
+    site = daily["site_id"].astype(str).to_numpy()
+    model_day = date.dt.year.to_numpy(np.int64) * schema.DAYS_PER_YEAR + date.dt.day_of_year.to_numpy(np.int64) - 1
+    swc = daily["swc"].to_numpy(float)
+    forcing = daily[list(_FORCING)].to_numpy(float)
+    day_ok = ((date == date.dt.normalize()).to_numpy() & (date.dt.day_of_year <= schema.DAYS_PER_YEAR).to_numpy()
+              & np.isfinite(swc) & (swc >= 0) & (swc <= 1) & np.isfinite(forcing).all(axis=1)
+              & (forcing >= 0).all(axis=1) & ~np.isinf(daily["lst_c"].to_numpy(float)))
+    same_site = np.r_[False, site[1:] == site[:-1]]
+    step_ok = ~same_site | (np.diff(model_day, prepend=0) == 1)
+    frame = pd.DataFrame({"site_id": site, "ok": day_ok & step_ok, "day": model_day, "block_start": ~same_site,
+                          "flagged": daily["swc_interpolated"].to_numpy(bool)})
+    per_site = frame.groupby("site_id", sort=False).agg(ok=("ok", "all"), first=("day", "first"), n=("day", "size"),
+                                                       blocks=("block_start", "sum"))
+    whole = (per_site["first"] % schema.DAYS_PER_YEAR == 0) & (per_site["n"] % schema.DAYS_PER_YEAR == 0)
+    long_enough = per_site["n"] >= cfg.min_consecutive_years * schema.DAYS_PER_YEAR
+    clean = per_site.index[per_site["ok"] & whole & long_enough & (per_site["blocks"] == 1)]
+    frame = frame[frame["site_id"].isin(clean)]
+    flagged = frame.groupby(["site_id", frame["day"] // schema.DAYS_PER_YEAR])["flagged"].sum()
+    out: dict[str, dict[int, int]] = {str(sid): {} for sid in clean}
+    for (sid, year), n in flagged.items():
+        out[sid][int(year)] = int(n)
+    return out
+
+
+def _unchanged_site_days(site_id: str, days: pd.DataFrame, flagged: dict[int, int]):
+    """`_qc_site_days`' result for a site `_sites_needing_no_changes` found clean."""
+    rows = [_report_row(site_id, year, "site-year", ACCEPTED, "", "", schema.DAYS_PER_YEAR, 0, n)
+            for year, n in sorted(flagged.items())]
+    return days, sorted(flagged), rows, []
+
+
 def _keep_paired_years(site_id: str, accepted: list[int], rows: list[dict], cfg: QCConfig) -> list[int]:
     """Accepted years inside a run of >= min_consecutive_years; others are rejected in `rows`."""
     kept = [y for run in _consecutive_runs(accepted) if len(run) >= cfg.min_consecutive_years for y in run]
@@ -339,6 +378,9 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
     all_ids = sorted(set(static["site_id"].dropna()) | set(daily_groups))
     if static["site_id"].isna().any() or daily["site_id"].isna().any():
         raise ValueError("site_id must not be missing in the static or the daily table")
+    unchanged = _sites_needing_no_changes(daily, cfg)
+    unique = static.drop_duplicates("site_id", keep=False)
+    static_rows = dict(zip(unique["site_id"], unique.to_dict("records")))  # dicts: Series rows cost ms each
 
     for sid in all_ids:
         site_reasons, notes = [], []
@@ -349,7 +391,7 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
         elif n_static > 1:
             site_reasons.append(f"{n_static} rows in the static table (duplicate site_id)")
         else:
-            static_row = static.loc[static["site_id"] == sid].iloc[0]
+            static_row = static_rows[sid]
             reasons, missing = _check_static_row(static_row, cfg)
             site_reasons += reasons
             if missing:
@@ -359,7 +401,10 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
             site_rows.append(_report_row(sid, pd.NA, "site", REJECTED, "; ".join(site_reasons), "; ".join(notes)))
             continue
 
-        site_days, accepted, rows, day_notes = _qc_site_days(sid, daily_groups[sid], cfg)
+        if sid in unchanged:
+            site_days, accepted, rows, day_notes = _unchanged_site_days(sid, daily_groups[sid], unchanged[sid])
+        else:
+            site_days, accepted, rows, day_notes = _qc_site_days(sid, daily_groups[sid], cfg)
         notes += day_notes
         kept_years = _keep_paired_years(sid, accepted, rows, cfg)
         if site_reasons:
@@ -377,10 +422,10 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
         status = REJECTED if site_reasons else ACCEPTED
         site_rows.append(_report_row(sid, pd.NA, "site", status, "; ".join(site_reasons), "; ".join(notes)))
         if status == ACCEPTED:
-            row = static_row.copy()
-            row["static_missing"] = ",".join(c for c in STATIC_ATTRIBUTES if pd.isna(static_row[c]))
-            kept_static.append(row)
-            kept_daily.append(site_days[site_days["date"].dt.year.isin(kept_years)])
+            kept_static.append({**static_row,
+                                "static_missing": ",".join(c for c in STATIC_ATTRIBUTES if pd.isna(static_row[c]))})
+            whole_site = sid in unchanged and kept_years == accepted
+            kept_daily.append(site_days if whole_site else site_days[site_days["date"].dt.year.isin(kept_years)])
 
     report = _make_report(site_rows + year_rows)
     clean_static = _finish_static(kept_static, static)
@@ -399,7 +444,7 @@ def _make_report(rows: list[dict]) -> pd.DataFrame:
     return report.drop(columns="_lvl").reset_index(drop=True)
 
 
-def _finish_static(rows: list[pd.Series], template: pd.DataFrame) -> pd.DataFrame:
+def _finish_static(rows: list[dict], template: pd.DataFrame) -> pd.DataFrame:
     cols = list(template.columns)
     if "static_missing" not in cols:
         cols.append("static_missing")
