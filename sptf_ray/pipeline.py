@@ -32,6 +32,7 @@ initialized Ray, else starts a local instance (usage stats off) and shuts it dow
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -546,7 +547,8 @@ class _Run:
             bundle = storage.join(_sptf_config(self.cfg, self.layout, m, self.data).run_dir, "bundle")
             where = self.layout.predict(m)
             self.stage(f"predict-{m}", self.digests[f"predict-{m}"], lambda w=where: storage.verify_manifest(w),
-                       lambda b=bundle, w=where: predict(b, self.data, w, device=self.cfg.predict.device), where,
+                       functools.partial(predict, bundle, self.data, where, device=self.cfg.predict.device,
+                                         progress=self.progress), where,
                        inputs=[f"sptf-{m}", "network"], manifest_dir=where)
 
     def inversion(self) -> None:

@@ -154,6 +154,26 @@ def test_predicting_in_batches_gives_the_parameters_of_one_pass(data, sptf_setup
         predict_parameters(bundle, static, daily, batch_size=0)
 
 
+def test_predict_solves_in_chunks_with_progress(monkeypatch):
+    from sptf_ray.physics import parameter_space, simulate
+    from sptf_ray.training import predict as predict_module
+
+    rng = np.random.default_rng(3)
+    space = parameter_space("vgm")
+    params = space.lower + rng.random((7, 6)) * (space.upper - space.lower)
+    forcing = np.stack([rng.gamma(0.3, 0.5, (7, 365)), np.full((7, 365), 0.3), np.full((7, 365), 1.5)], axis=-1)
+    monkeypatch.setattr(predict_module, "SOLVER_CHUNK", 3)
+    lines = []
+    swc, status = predict_module._simulate_target_years("vgm", params, forcing.astype(np.float32), lines.append)
+    f32 = forcing.astype(np.float32).astype(np.float64)  # predict's forcing is float32
+    one_call = simulate("vgm", params, f32[..., 0], f32[..., 1], f32[..., 2], raise_on_failure=False)
+    np.testing.assert_array_equal(swc, one_call.swc)
+    np.testing.assert_array_equal(status, one_call.status)
+    assert swc.shape == (7, 365) and np.isfinite(swc[status == 0]).all()
+    assert [line.split(" in ")[0] for line in lines] == [f"predict: solver {k}/7 target years" for k in (3, 6, 7)]
+    assert "left" in lines[0] and "left" not in lines[-1]
+
+
 def test_validation_without_simulations_is_nan_not_zero():
     assert np.isnan(evaluate_surrogate(Surrogate(SurrogateConfig(hidden_size=4)), iter([]))["mse"])
 
