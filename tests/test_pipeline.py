@@ -228,6 +228,34 @@ def test_edited_site_statics_remake_what_was_made_from_them(ray_session, tmp_pat
         run_pipeline(cfg, str(out), progress=log.append, stop_after="predict")
 
 
+def test_a_site_forced_surrogate_set_follows_the_daily_table_not_the_site_table(ray_session, tmp_path):
+    """dataset_site_forcing draws the surrogate set's forcings from the `sites:` daily table: a
+    re-ingested daily table remakes the set, an edited site table (soil inputs only) does not."""
+    from sptf_ray.data.network import NetworkConfig, build_network
+
+    net = tmp_path / "sites"
+    build_network(NetworkConfig(n_sites=6, n_years=3, seed=2, sites_per_task=6), str(net), executor="local",
+                  progress=lambda m: None)
+    manifest = storage.read_manifest(str(net))
+    cfg = {**{k: v for k, v in TINY.items() if k != "network"}, "sites": str(net), "dataset_site_forcing": True}
+    out, log = tmp_path / "run", []
+
+    def edit(table, column, factor):
+        frame = storage.read_parquet(str(net / table))
+        frame[column] = frame[column] * factor
+        storage.atomic_write_parquet(frame, str(net / table))
+        storage.write_manifest(str(net), sorted(manifest["files"]), manifest.get("extra"))
+        return run_pipeline(cfg, str(out), progress=log.append, stop_after="dataset")
+
+    assert run_pipeline(cfg, str(out), progress=log.append, stop_after="dataset") == {
+        "network": "external", "dataset": "ran"}
+    made = json.loads((out / "stages.json").read_text())["dataset"]
+    assert edit("sites.parquet", "bulk_density", 0.95) == {"network": "external", "dataset": "skipped"}
+    assert edit("daily.parquet", "precip_cm", 1.1) == {"network": "external", "dataset": "ran"}
+    assert any("dataset: the site data changed since" in line for line in log), log
+    assert json.loads((out / "stages.json").read_text())["dataset"]["made"] != made["made"]
+
+
 def test_provenance_files_are_left_out_of_a_stage_output_token(tmp_path):
     from sptf_ray.pipeline import _output_token
 
