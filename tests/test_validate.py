@@ -8,7 +8,8 @@ import pytest
 from sptf_ray import storage
 from sptf_ray.data import schema
 from sptf_ray.data.validate import (
-    SiteDataset, frozen_mask, load_site_dataset, validate_sites, write_site_dataset, year_blocks,
+    SiteDataset, frozen_mask, load_site_dataset, site_year_blocks, validate_sites, write_site_dataset,
+    year_blocks,
 )
 
 
@@ -248,6 +249,12 @@ def test_year_blocks_cut_365_day_years():
     leap = daily[daily.date.dt.year == 2020]
     assert np.array_equal(blocks[2020][:, 0], leap.swc.to_numpy()[:365])  # 31 Dec 2020 left out
     assert len(year_blocks(daily, ["swc"], complete_only=False)[2021]) == 364
+    two = pd.concat([make_daily(ids=("B",), years=(2018, 2019)), daily]).sample(frac=1.0, random_state=1)
+    by_site = site_year_blocks(two, ["swc", "lst_c"])
+    assert {k: sorted(v) for k, v in by_site.items()} == {"A": [2019, 2020], "B": [2018, 2019]}
+    assert np.array_equal(by_site["A"][2020][:, 0], blocks[2020][:, 0]) and (by_site["A"][2020][:, 1] == 10.0).all()
+    with pytest.raises(ValueError, match="2 sites"):
+        year_blocks(two, ["swc"])
 
 
 def _messy_daily() -> pd.DataFrame:

@@ -152,17 +152,31 @@ def year_calendar(year: int) -> pd.DatetimeIndex:
     return days
 
 
-def year_blocks(days: pd.DataFrame, columns, complete_only: bool = True) -> dict[int, np.ndarray]:
-    """{calendar year: the year's `columns` as an (n_days, len(columns)) float64 array in date
-    order} for one site's rows, 31 Dec of leap years left out; with complete_only, only the
-    years holding all 365 days. The one place a site's table is cut into model years."""
-    days, _ = drop_leap_dec31(days.sort_values("date", kind="stable"))
+def site_year_blocks(daily: pd.DataFrame, columns, complete_only: bool = True) -> dict[str, dict[int, np.ndarray]]:
+    """{site: {calendar year: the year's `columns` as an (n_days, len(columns)) float64 array in
+    date order}}, 31 Dec of leap years left out; with complete_only, only the years holding all
+    365 days. The one place a daily table is cut into model years (whole table at once: per
+    site, pandas' fixed costs made 3,000 sites take 14 s)."""
+    days, _ = drop_leap_dec31(daily.sort_values(["site_id", "date"], kind="stable"))
     values = days[list(columns)].to_numpy(np.float64)
+    sites = days["site_id"].astype(str).to_numpy()
     years = days["date"].dt.year.to_numpy()
-    starts = np.flatnonzero(np.r_[True, years[1:] != years[:-1]]) if len(years) else np.array([], int)
+    starts = np.flatnonzero(np.r_[True, (sites[1:] != sites[:-1]) | (years[1:] != years[:-1])]) if len(years) \
+        else np.array([], dtype=np.int64)
     ends = np.r_[starts[1:], len(years)]
-    return {int(years[a]): values[a:b] for a, b in zip(starts, ends)
-            if b - a == schema.DAYS_PER_YEAR or not complete_only}
+    out: dict[str, dict[int, np.ndarray]] = {}
+    for a, b in zip(starts, ends):
+        if b - a == schema.DAYS_PER_YEAR or not complete_only:
+            out.setdefault(str(sites[a]), {})[int(years[a])] = values[a:b]
+    return out
+
+
+def year_blocks(days: pd.DataFrame, columns, complete_only: bool = True) -> dict[int, np.ndarray]:
+    """`site_year_blocks` of one site's rows: {calendar year: its (n_days, len(columns)) days}."""
+    by_site = site_year_blocks(days, columns, complete_only)
+    if len(by_site) > 1:
+        raise ValueError(f"year_blocks: rows of {len(by_site)} sites, expected one")
+    return next(iter(by_site.values()), {})
 
 
 def frozen_mask(lst_c) -> np.ndarray:

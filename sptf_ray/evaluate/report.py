@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sptf_ray import storage
-from sptf_ray.data.validate import frozen_mask, year_blocks, year_calendar
+from sptf_ray.data.validate import frozen_mask, site_year_blocks, year_calendar
 from sptf_ray.evaluate.metrics import pooled_metrics, site_metrics
 from sptf_ray.evaluate.sensitivity import (DEFAULT_LENGTHS, FEATURES, analyse_predict_dirs, summarize_importance,
                                            summarize_lengths)
@@ -110,8 +110,8 @@ def _site_years(daily: pd.DataFrame) -> dict[str, dict[int, dict]]:
     """{site: {year: observed SWC, forcing, counted days and dates}} of the complete years."""
     columns = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
     out: dict[str, dict[int, dict]] = {}
-    for sid, g in daily.groupby(daily["site_id"].astype(str), sort=True):
-        for year, block in year_blocks(g, columns).items():
+    for sid, blocks in site_year_blocks(daily, columns).items():
+        for year, block in blocks.items():
             swc, precip, pet, lai, lst = block.T
             out.setdefault(sid, {})[year] = {"swc": swc, "precip": precip, "pet": pet, "lai": lai,
                                              "counted": frozen_mask(lst), "dates": year_calendar(year).values}

@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import torch
 
 from sptf_ray import storage
-from sptf_ray.data.validate import frozen_mask, year_blocks
+from sptf_ray.data.validate import frozen_mask, site_year_blocks
 from sptf_ray.models import SPTF_DAILY, SPTF_STATIC, Normalizer, site_theta_s_upper
 from sptf_ray.models.scaling import surrogate_bounds
 
@@ -230,7 +230,7 @@ def build_sptf_arrays(static: pd.DataFrame, daily: pd.DataFrame, samples: pd.Dat
     """
     rejected = _static_rejections(static)
     static_by_id = dict(zip(static["site_id"].astype(str), static[list(SPTF_STATIC)].to_numpy(np.float64)))
-    blocks = {str(k): year_blocks(g, SPTF_DAILY) for k, g in daily.groupby("site_id", observed=True)}
+    blocks = site_year_blocks(daily, SPTF_DAILY)
     swc, lst = SPTF_DAILY.index("swc"), SPTF_DAILY.index("lst_c")
     forcing = [SPTF_DAILY.index(c) for c in ("precip_cm", "pet_cm", "lai")]
     rows = {k: [] for k in ("site_id", "hist_year", "target_year", "hist_daily", "static", "target_forcing",
