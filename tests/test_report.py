@@ -51,7 +51,12 @@ def tiny_run(tmp_path_factory):
 
 
 def test_report_from_tiny_run(tiny_run):
-    res = evaluate_run({"run_dir": str(tiny_run), "n_timeseries": 2}, progress=lambda m: None)
+    lines = []
+    res = evaluate_run({"run_dir": str(tiny_run), "n_timeseries": 2}, progress=lines.append)
+    solver_lines = [line.split(" in ")[0] for line in lines if ": solver " in line]
+    n_fxw = len(res["site"][res["site"]["method"] == "Inversion-FXW (historical)"])
+    assert f"evaluate: Inversion-FXW (historical): solver {n_fxw}/{n_fxw} target years" in solver_lines
+    assert any(line.startswith("evaluate: Truth ceiling (FXW sites): solver") for line in solver_lines), lines
     summary = res["summary"]
     methods = set(summary["method"])
     assert {"SPTF-VGM", "Inversion-FXW (historical)", "Truth ceiling"} <= methods

@@ -108,7 +108,11 @@ def test_report_carries_both_analyses(sites, tmp_path):
     predict(bundle, uri, pred)
     res = evaluate_run({"run_dir": str(tmp_path / "run"), "data": uri, "predict": {"vgm": pred}, "rosetta": False,
                         "importance_repeats": 2, "input_lengths": [30, 365], "length_windows": 2,
-                        "sensitivity_splits": ["train"]}, progress=lambda m: None)
+                        "sensitivity_splits": ["train"]}, progress=(lines := []).append)
+    said = [line.split(" in ")[0] for line in lines]
+    assert any(line.startswith("evaluate: SPTF-VGM train (") and line.endswith("feature importance 2/2 repeats")
+               for line in said), lines
+    assert any(line.endswith("input length 2/2 lengths") for line in said), lines
     fi = pd.read_csv(storage.join(str(tmp_path / "run"), IMPORTANCE_FILE))
     assert set(fi["feature"]) == set(FEATURES) and set(fi["split"]) == {"train"} and len(fi) == 2 * len(FEATURES)
     lengths = pd.read_csv(storage.join(str(tmp_path / "run"), INPUT_LENGTH_FILE))

@@ -513,3 +513,21 @@ def test_near_step_vgm_sets_complete_without_going_below_dt_min():
                       config=bulk_config(max_steps=30_000), raise_on_failure=False)
     assert (result.status == STATUS_OK).all(), (result.status, result.messages)
     assert np.isfinite(result.swc).all() and np.abs(result.balance_error).max() <= 1e-4
+
+
+def test_chunked_simulation_is_one_call_cut_in_pieces():
+    from sptf_ray.physics import simulate_swc_in_chunks
+
+    rng = np.random.default_rng(5)
+    space = parameter_space("fxw")
+    params = space.lower + rng.random((5, 6)) * (space.upper - space.lower)
+    precip, pet, lai = rng.gamma(0.3, 0.5, (5, 60)), np.full((5, 60), 0.4), np.full((5, 60), 2.0)
+    whole = simulate("fxw", params, precip, pet, lai, raise_on_failure=False)
+    seen = []
+    swc, status = simulate_swc_in_chunks("fxw", params, precip, pet, lai, chunk=2,
+                                         on_chunk=lambda done, n: seen.append((done, n)))
+    np.testing.assert_array_equal(swc, whole.swc)
+    np.testing.assert_array_equal(status, whole.status)
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    with pytest.raises(ValueError, match="chunk"):
+        simulate_swc_in_chunks("fxw", params, precip, pet, lai, chunk=0)

@@ -53,6 +53,7 @@ SURROGATE_SCORED = ("Scored as the SPTF was trained: its parameters through its 
                     "year (eq. 3), not through the solver as in the tables above; where the two disagree (compare "
                     "the 365-day row with the headline), the surrogate is not yet accurate enough.")
 ROSETTA_H50 = -800.0
+SOLVER_CHUNK = 1024  # target years per solver call: one progress line each
 SPLITS = ("train", "val", "test")
 
 __all__ = ["EvaluateConfig", "evaluate_run", "rosetta_vgm"]
@@ -119,9 +120,12 @@ def _site_years(daily: pd.DataFrame) -> dict[str, dict[int, dict]]:
 
 
 def _simulate_rows(model: str, rows: pd.DataFrame, params: np.ndarray, years: dict, year_col: str,
-                   method: str) -> pd.DataFrame:
-    """Long table of the solver's SWC with `params` (N, 6) on each row's `year_col` year."""
-    from sptf_ray.physics import simulate
+                   method: str, progress: Optional[Callable[[str], None]] = None,
+                   label: Optional[str] = None) -> pd.DataFrame:
+    """Long table of the solver's SWC with `params` (N, 6) on each row's `year_col` year; progress
+    lines name `label` (default: the method)."""
+    from sptf_ray.physics import simulate_swc_in_chunks
+    from sptf_ray.progress import chunk_reporter
 
     keep = [i for i, r in enumerate(rows.itertuples()) if getattr(r, year_col) in years.get(str(r.site_id), {})]
     if not keep:
@@ -130,14 +134,15 @@ def _simulate_rows(model: str, rows: pd.DataFrame, params: np.ndarray, years: di
     params = np.asarray(params, dtype=float)[keep]
     ys = [years[str(r.site_id)][int(getattr(r, year_col))] for r in rows.itertuples()]
     stack = lambda k: np.stack([y[k] for y in ys])  # noqa: E731
-    res = simulate(model, params, stack("precip"), stack("pet"), stack("lai"), raise_on_failure=False)
-    frames = []
-    for i, (r, y) in enumerate(zip(rows.itertuples(), ys)):
-        frames.append(pd.DataFrame({
-            "method": method, "site_id": str(r.site_id), "hist_year": int(r.hist_year),
-            "target_year": int(getattr(r, year_col)), "date": y["dates"], "swc_obs": y["swc"],
-            "swc_sim": np.asarray(res.swc[i]).reshape(-1)[:365], "counted": y["counted"]}))
-    return pd.concat(frames, ignore_index=True)
+    swc, _ = simulate_swc_in_chunks(model, params, stack("precip"), stack("pet"), stack("lai"), SOLVER_CHUNK,
+                                    chunk_reporter(f"evaluate: {label or method}: solver", "target years", progress))
+    days = len(ys[0]["swc"])
+    each_day = lambda values: np.repeat(np.asarray(values), days)  # noqa: E731
+    return pd.DataFrame({
+        "method": method, "site_id": each_day(rows["site_id"].astype(str)),
+        "hist_year": each_day(rows["hist_year"].astype(int)), "target_year": each_day(rows[year_col].astype(int)),
+        "date": stack("dates").ravel(), "swc_obs": stack("swc").ravel(), "swc_sim": swc[:, :days].ravel(),
+        "counted": stack("counted").ravel()})
 
 
 def rosetta_vgm(static: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
@@ -181,7 +186,7 @@ def _sptf_series(predict_dirs: dict, samples: pd.DataFrame, notes: list) -> tupl
     return frames, params
 
 
-def _inversion_series(inv_dir: str, years: dict, notes: list) -> tuple[list, dict]:
+def _inversion_series(inv_dir: str, years: dict, notes: list, progress=None) -> tuple[list, dict]:
     from sptf_ray.inverse.job import RESULTS_FILE
 
     uri = storage.join(inv_dir, RESULTS_FILE)
@@ -196,12 +201,12 @@ def _inversion_series(inv_dir: str, years: dict, notes: list) -> tuple[list, dic
         # the sample's historical year: calib_year in "historical" mode, eval_year - 1 in "same_year"
         g["hist_year"] = g["eval_year"] - 1
         p = g[list(PARAM_NAMES[str(model)])].to_numpy(float)
-        frames.append(_simulate_rows(str(model), g, p, years, "eval_year", method))
+        frames.append(_simulate_rows(str(model), g, p, years, "eval_year", method, progress))
         params[method] = (str(model), g)
     return frames, params
 
 
-def _truth_series(truth: pd.DataFrame, samples: pd.DataFrame, years: dict) -> list:
+def _truth_series(truth: pd.DataFrame, samples: pd.DataFrame, years: dict, progress=None) -> list:
     from sptf_ray.data.network import truth_parameters
 
     truth = truth.astype({"site_id": str})
@@ -209,11 +214,13 @@ def _truth_series(truth: pd.DataFrame, samples: pd.DataFrame, years: dict) -> li
     frames = []
     for model, g in rows.groupby("truth_model"):
         g = g.reset_index(drop=True)
-        frames.append(_simulate_rows(str(model), g, truth_parameters(g), years, "target_year", "Truth ceiling"))
+        frames.append(_simulate_rows(str(model), g, truth_parameters(g), years, "target_year", "Truth ceiling",
+                                     progress, label=f"Truth ceiling ({str(model).upper()} sites)"))
     return frames
 
 
-def _rosetta_series(static: pd.DataFrame, samples: pd.DataFrame, years: dict, notes: list) -> tuple[list, dict]:
+def _rosetta_series(static: pd.DataFrame, samples: pd.DataFrame, years: dict, notes: list,
+                    progress=None) -> tuple[list, dict]:
     try:
         params, clipped, version = rosetta_vgm(static)
     except ImportError as exc:
@@ -228,7 +235,7 @@ def _rosetta_series(static: pd.DataFrame, samples: pd.DataFrame, years: dict, no
     table["rosetta_clipped"] = clipped
     rows = samples.astype({"site_id": str}).merge(table, on="site_id").reset_index(drop=True)
     frame = _simulate_rows("vgm", rows, rows[list(PARAM_NAMES["vgm"])].to_numpy(float), years, "target_year",
-                           "Rosetta-3 VGM")
+                           "Rosetta-3 VGM", progress)
     return [frame], {"Rosetta-3 VGM": ("vgm", table)}
 
 
@@ -463,21 +470,21 @@ def _render(blocks: list) -> tuple[str, str]:
 
 # --------------------------------------------------------------------------- the stage
 def _method_series(cfg: EvaluateConfig, static: pd.DataFrame, samples: pd.DataFrame, years: dict,
-                   truth: Optional[pd.DataFrame], notes: list[str]) -> tuple[pd.DataFrame, dict]:
+                   truth: Optional[pd.DataFrame], notes: list[str], progress=None) -> tuple[pd.DataFrame, dict]:
     """Every method's simulated vs observed SWC of the target years, one frame (with each day's
     split and whether it counts), and each method's parameters for the correlation table."""
     frames, params = _sptf_series(cfg.predict, samples, notes)
-    f, p = _inversion_series(cfg.inversion, years, notes)
+    f, p = _inversion_series(cfg.inversion, years, notes, progress)
     frames += f
     params.update(p)
     if truth is not None:
-        frames += _truth_series(truth, samples, years)
+        frames += _truth_series(truth, samples, years, progress)
         notes.append("Truth ceiling: each virtual site's truth model with its true parameters through the solver "
                      "(cold start, target year); for the other model the ceiling is same-year inversion")
     else:
         notes.append("Truth ceiling: no truth.parquet in the data dir (not a virtual network); skipped")
     if cfg.rosetta:
-        f, p = _rosetta_series(static, samples, years, notes)
+        f, p = _rosetta_series(static, samples, years, notes, progress)
         frames += f
         params.update(p)
     else:
@@ -525,14 +532,15 @@ def evaluate_run(config, progress=print) -> dict:
     notes: list[str] = []
     truth_uri = storage.join(cfg.data, "truth.parquet")
     truth = storage.read_parquet(truth_uri) if storage.exists(truth_uri) else None
-    series, params = _method_series(cfg, static, samples, years, truth, notes)
+    series, params = _method_series(cfg, static, samples, years, truth, notes, progress)
 
     per = site_metrics(series, by=["method", "split", "site_id", "hist_year"])
     summary = _summary(series, per)
     corr = _param_correlation(params, truth) if truth is not None else pd.DataFrame()
     fi_rows, len_rows = analyse_predict_dirs(cfg.predict, static, daily, samples, cfg.sensitivity_splits,
                                              cfg.importance_repeats, cfg.input_lengths, cfg.length_windows,
-                                             cfg.sensitivity_seed, cfg.device, notes, bundles=cfg.bundles)
+                                             cfg.sensitivity_seed, cfg.device, notes, bundles=cfg.bundles,
+                                             progress=progress)
     len_summary = summarize_lengths(len_rows)
 
     out = cfg.out

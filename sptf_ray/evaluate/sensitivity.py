@@ -19,6 +19,7 @@ is shown, since it is part of the SPTF's output layer and a function of its inpu
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Callable, Optional
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,7 @@ import torch
 
 from sptf_ray.evaluate.metrics import scores
 from sptf_ray.models import SPTF_DAILY, SPTF_STATIC, site_theta_s_upper
+from sptf_ray.progress import chunk_reporter
 
 FEATURES = tuple(SPTF_DAILY) + tuple(SPTF_STATIC)
 DEFAULT_LENGTHS = (10, 20, 40, 60, 90, 120, 180, 270, 365)
@@ -94,8 +96,9 @@ def _check_samples(arrays, what: str, minimum: int) -> None:
 
 
 def permutation_importance(scorer: SPTFScorer, arrays, repeats: int = 10, seed: int = 0,
-                           features=FEATURES) -> pd.DataFrame:
-    """One row per (feature, repeat): feature, repeat, loss, loss_orig, fi = loss / loss_orig."""
+                           features=FEATURES, on_step: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
+    """One row per (feature, repeat): feature, repeat, loss, loss_orig, fi = loss / loss_orig;
+    on_step(repeats done, repeats) after each repeat."""
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
     _check_samples(arrays, "permutation feature importance", 2)
@@ -111,6 +114,8 @@ def permutation_importance(scorer: SPTFScorer, arrays, repeats: int = 10, seed: 
         for feature in features:
             loss = scorer.score(_permuted(arrays, feature, rng))["mse"]
             rows.append({"feature": feature, "repeat": r, "loss": loss, "loss_orig": base, "fi": loss / base})
+        if on_step is not None:
+            on_step(r + 1, repeats)
     return pd.DataFrame(rows)
 
 
@@ -122,25 +127,29 @@ def _window(arrays, length: int, rng: np.random.Generator):
 
 
 def input_length_sensitivity(scorer: SPTFScorer, arrays, lengths=DEFAULT_LENGTHS, windows: int = 10,
-                             seed: int = 0) -> pd.DataFrame:
-    """One row per (length, window): length, window, nse, rmse, n_days (the full year: one window)."""
+                             seed: int = 0, on_step: Optional[Callable[[int, int], None]] = None) -> pd.DataFrame:
+    """One row per (length, window): length, window, nse, rmse, n_days (the full year: one window);
+    on_step(lengths done, lengths) after each length."""
     if windows < 1:
         raise ValueError("windows must be >= 1")
     bad = [L for L in lengths if not 1 <= int(L) <= DAYS]
     if bad:
         raise ValueError(f"input lengths must lie in 1..{DAYS} days, got {bad}")
     _check_samples(arrays, "input-length sensitivity", 1)
-    rows = []
-    for length in sorted({int(L) for L in lengths}):
+    rows, todo = [], sorted({int(L) for L in lengths})
+    for k, length in enumerate(todo):
         for w in range(1 if length == DAYS else windows):
             s = scorer.score(_window(arrays, length, np.random.default_rng([seed, length, w])))
             rows.append({"length": length, "window": w, "nse": s["nse"], "rmse": s["rmse"], "n_days": s["n_days"]})
+        if on_step is not None:
+            on_step(k + 1, len(todo))
     return pd.DataFrame(rows)
 
 
 def analyse_predict_dirs(predict_dirs: dict, static: pd.DataFrame, daily: pd.DataFrame, samples: pd.DataFrame,
                          splits, repeats: int, lengths, windows: int, seed: int, device: str,
-                         notes: list, bundles: dict | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                         notes: list, bundles: dict | None = None,
+                         progress: Optional[Callable[[str], None]] = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Both analyses for every model whose predict dir names its SPTF bundle (or `bundles` gives
     one), on each split.
 
@@ -170,11 +179,14 @@ def analyse_predict_dirs(predict_dirs: dict, static: pd.DataFrame, daily: pd.Dat
             if len(arrays) < 2 or not np.isfinite(arrays.target_swc).any():
                 notes.append(f"{method} {split}: {len(arrays)} scored sample(s); sensitivity analyses need 2")
                 continue
-            tag = {"method": method, "split": split}
+            tag, what = {"method": method, "split": split}, f"evaluate: {method} {split} ({len(arrays)} samples):"
             if repeats > 0:
-                importance.append(permutation_importance(scorer, arrays, repeats, seed).assign(**tag))
+                step = chunk_reporter(f"{what} feature importance", "repeats", progress, every_s=30)
+                importance.append(permutation_importance(scorer, arrays, repeats, seed, on_step=step).assign(**tag))
             if lengths:
-                length.append(input_length_sensitivity(scorer, arrays, lengths, windows, seed).assign(**tag))
+                step = chunk_reporter(f"{what} input length", "lengths", progress, every_s=30)
+                length.append(input_length_sensitivity(scorer, arrays, lengths, windows, seed, on_step=step)
+                              .assign(**tag))
     cat = lambda frames: pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()  # noqa: E731
     return cat(importance), cat(length)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Callable, Optional
 
 import numpy as np
 from numba import njit, prange
@@ -905,6 +906,24 @@ def simulate(model, params, precip, pet, lai, config: SolverConfig | None = None
 
         raise SimulationError(result.messages)
     return result
+
+
+def simulate_swc_in_chunks(model, params, precip, pet, lai, chunk: int = 1024,
+                           on_chunk: Optional[Callable[[int, int], None]] = None) -> tuple[np.ndarray, np.ndarray]:
+    """(SWC at 5 cm (B, T), status (B,)) of `simulate(..., raise_on_failure=False)`, `chunk`
+    simulations per call, `on_chunk(done, total)` after each: long batches can report progress."""
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    n = len(params)
+    swc, status = [np.empty((0, np.shape(precip)[-1]))], [np.empty(0, dtype=np.int64)]
+    for a in range(0, n, chunk):
+        res = simulate(model, params[a:a + chunk], precip[a:a + chunk], pet[a:a + chunk], lai[a:a + chunk],
+                       raise_on_failure=False)
+        swc.append(res.swc)
+        status.append(res.status)
+        if on_chunk is not None:
+            on_chunk(min(a + chunk, n), n)
+    return np.concatenate(swc), np.concatenate(status)
 
 
 def _budget_message(cfg: SolverConfig, n_days: int, stats) -> str:

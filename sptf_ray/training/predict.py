@@ -7,7 +7,6 @@ simulated with the solver (cold start, DESIGN section 0) and scored against its 
 from __future__ import annotations
 
 import json
-import time
 from typing import Callable, Optional
 
 import numpy as np
@@ -15,7 +14,8 @@ import pandas as pd
 import torch
 
 from sptf_ray import storage
-from sptf_ray.physics import PARAM_NAMES, simulate
+from sptf_ray.physics import PARAM_NAMES, simulate_swc_in_chunks
+from sptf_ray.progress import chunk_reporter
 
 PARAMS_FILE = "parameters.csv"
 SIM_FILE = "simulated.parquet"
@@ -127,18 +127,9 @@ def _simulate_target_years(model_name: str, params: np.ndarray, forcing: np.ndar
                            progress: Optional[Callable[[str], None]]) -> tuple[np.ndarray, np.ndarray]:
     """(SWC (N, 365), solver status (N,)) of N parameter sets on their target years' forcing,
     SOLVER_CHUNK at a time with a progress line each."""
-    swc, status, t0, n = [], [], time.time(), len(params)
-    for a in range(0, n, SOLVER_CHUNK):
-        f = forcing[a:a + SOLVER_CHUNK].astype(np.float64)
-        res = simulate(model_name, params[a:a + SOLVER_CHUNK], f[:, :, 0], f[:, :, 1], f[:, :, 2],
-                       raise_on_failure=False)
-        swc.append(res.swc)
-        status.append(res.status)
-        done, took = min(a + SOLVER_CHUNK, n), time.time() - t0
-        if progress:
-            left = f", ~{took / done * (n - done):.0f} s left" if done < n else ""
-            progress(f"predict: solver {done}/{n} target years in {took:.0f} s{left}")
-    return np.concatenate(swc), np.concatenate(status)
+    f = forcing.astype(np.float64)
+    return simulate_swc_in_chunks(model_name, params, f[:, :, 0], f[:, :, 1], f[:, :, 2], SOLVER_CHUNK,
+                                  chunk_reporter("predict: solver", "target years", progress))
 
 
 def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = True,
