@@ -8,7 +8,7 @@ import pytest
 from sptf_ray import storage
 from sptf_ray.data import schema
 from sptf_ray.data.validate import (
-    SiteDataset, frozen_mask, load_site_dataset, site_year_blocks, validate_sites, write_site_dataset,
+    SiteDataset, format_qc_summary, frozen_mask, load_site_dataset, site_year_blocks, validate_sites, write_site_dataset,
     year_blocks,
 )
 
@@ -213,7 +213,7 @@ def _daily_with_air_temperature() -> pd.DataFrame:
 
 
 def test_missing_lst_takes_air_temperature_flagged():
-    _, daily, _ = validate_sites(make_static(ids=("A",)), _daily_with_air_temperature())
+    _, daily, report = validate_sites(make_static(ids=("A",)), _daily_with_air_temperature())
     year = daily[daily.date.dt.year == 2019]
     lst, flag = year.lst_c.to_numpy(), year.lst_from_air_temperature.to_numpy()
     assert lst[10:15].tolist() == [-5.0] * 5 and flag[10:15].all()
@@ -222,6 +222,9 @@ def test_missing_lst_takes_air_temperature_flagged():
     expected = np.ones(365, bool)
     expected[10:15] = expected[30:35] = False
     assert (frozen_mask(lst) == expected).all()
+    assert year_row(report, "A", 2019).note == "no LST or air temperature on 5 days: counted as unfrozen"
+    assert year_row(report, "A", 2020).note == ""
+    assert "A 2019: no LST or air temperature on 5 days" in format_qc_summary(report)
 
 
 def test_training_inversion_and_report_count_the_same_days(tmp_path):
@@ -264,6 +267,8 @@ def _messy_daily() -> pd.DataFrame:
     daily = daily[~((daily.date.dt.year == 2020) & (daily.date.dt.month == 12) & (daily.date.dt.day == 31))]
     site = daily.site_id
     daily.loc[daily.index[(site == "S0").to_numpy()][3:5], "swc_interpolated"] = True  # clean, flags kept
+    daily.loc[daily.index[(site == "S0").to_numpy()][7:11], ["lst_c", "tair_c"]] = np.nan  # no temperature
+    daily.loc[daily.index[(site == "S2").to_numpy()][7:9], ["lst_c", "tair_c"]] = np.nan
     daily.loc[daily.index[(site == "S2").to_numpy()][40:43], "swc"] = np.nan  # a gap to interpolate
     daily = daily.drop(daily.index[(site == "S3").to_numpy()][800])  # a missing day (forcing too: 2021 rejected)
     s4 = daily.index[(daily.site_id == "S4").to_numpy()]
@@ -279,7 +284,8 @@ def _messy_daily() -> pd.DataFrame:
     s8_first_year = (daily.site_id == "S8") & (daily.date.dt.year == 2019)
     daily = pd.concat([daily[~s8_first_year], daily[s8_first_year]])  # whole years, out of order
     one_year = make_daily(ids=("S10",), years=(2019, 2019))  # complete, but no year pair
-    return pd.concat([daily, extra, one_year], ignore_index=True).assign(tair_c=4.0).fillna({"swc_interpolated": False})
+    extra, one_year = extra.assign(tair_c=4.0), one_year.assign(tair_c=4.0)
+    return pd.concat([daily, extra, one_year], ignore_index=True).fillna({"swc_interpolated": False})
 
 
 def test_the_fast_path_for_clean_sites_gives_the_per_site_result(monkeypatch):
@@ -289,7 +295,7 @@ def test_the_fast_path_for_clean_sites_gives_the_per_site_result(monkeypatch):
     static, daily = make_static(ids=[f"S{k}" for k in range(11)]), _messy_daily()
     fast = validate_sites(static, daily)
     unchanged = validate._sites_needing_no_changes(validate.normalize_daily(daily), validate.QCConfig())
-    assert sorted(unchanged) == ["S0"] and unchanged["S0"] == {2019: 2, 2020: 0, 2021: 0}
+    assert sorted(unchanged) == ["S0"] and unchanged["S0"] == {2019: (2, 4), 2020: (0, 0), 2021: (0, 0)}
     monkeypatch.setattr(validate, "_sites_needing_no_changes", lambda daily, cfg: {})
     slow = validate_sites(static, daily)
     for a, b in zip(fast, slow):

@@ -268,6 +268,11 @@ def _consecutive_runs(years: list[int]) -> list[list[int]]:
     return runs
 
 
+def _no_temperature_note(n_days: int) -> str:
+    """A site-year's note on the days neither LST nor air temperature was known: they count."""
+    return f"{_count_msg(n_days, 'no LST or air temperature')}: counted as unfrozen" if n_days else ""
+
+
 def _report_row(site_id, year, level, status, reason="", note="", present=None, missing=None, interp=None):
     return {
         "site_id": site_id, "year": year, "level": level, "status": status, "reason": reason,
@@ -311,15 +316,16 @@ def _qc_site_days(site_id: str, days: pd.DataFrame, cfg: QCConfig):
             continue
         interpolated[span] |= np.isnan(swc[span])
         swc[span] = _interpolate_gaps(swc[span])
-        rows.append(_report_row(site_id, year, "site-year", ACCEPTED, "", "", present, n_missing,
+        rows.append(_report_row(site_id, year, "site-year", ACCEPTED, "",
+                                _no_temperature_note(int(np.isnan(columns["lst_c"][span]).sum())), present, n_missing,
                                 int(interpolated[span].sum())))
         accepted.append(year)
     full["swc"], full["swc_interpolated"] = swc, interpolated
     return full.rename_axis("date").reset_index(), accepted, rows, notes
 
 
-def _sites_needing_no_changes(daily: pd.DataFrame, cfg: QCConfig) -> dict[str, dict[int, int]]:
-    """{site: {year: flagged SWC days}} of the sites whose days QC would pass unchanged: sorted,
+def _sites_needing_no_changes(daily: pd.DataFrame, cfg: QCConfig) -> dict[str, dict[int, tuple[int, int]]]:
+    """{site: {year: (flagged SWC days, days without a temperature)}} of the sites whose days QC would pass unchanged: sorted,
     unique, midnight dates on the 365-day calendar, whole years in one run of at least
     `min_consecutive_years`, every SWC and forcing value present and in range, no infinite LST.
     Checked on the whole table at once; `_qc_site_days` (per site, slow) handles the rest."""
@@ -336,25 +342,27 @@ def _sites_needing_no_changes(daily: pd.DataFrame, cfg: QCConfig) -> dict[str, d
     same_site = np.r_[False, site[1:] == site[:-1]]
     step_ok = ~same_site | (np.diff(model_day, prepend=0) == 1)
     frame = pd.DataFrame({"site_id": site, "ok": day_ok & step_ok, "day": model_day, "block_start": ~same_site,
-                          "flagged": daily["swc_interpolated"].to_numpy(bool)})
+                          "flagged": daily["swc_interpolated"].to_numpy(bool),
+                          "no_temperature": np.isnan(daily["lst_c"].to_numpy(float))})
     per_site = frame.groupby("site_id", sort=False).agg(ok=("ok", "all"), first=("day", "first"), n=("day", "size"),
                                                        blocks=("block_start", "sum"))
     whole = (per_site["first"] % schema.DAYS_PER_YEAR == 0) & (per_site["n"] % schema.DAYS_PER_YEAR == 0)
     long_enough = per_site["n"] >= cfg.min_consecutive_years * schema.DAYS_PER_YEAR
     clean = per_site.index[per_site["ok"] & whole & long_enough & (per_site["blocks"] == 1)]
     frame = frame[frame["site_id"].isin(clean)]
-    flagged = frame.groupby(["site_id", frame["day"] // schema.DAYS_PER_YEAR])["flagged"].sum()
-    out: dict[str, dict[int, int]] = {str(sid): {} for sid in clean}
-    for (sid, year), n in flagged.items():
-        out[sid][int(year)] = int(n)
+    counts = frame.groupby(["site_id", frame["day"] // schema.DAYS_PER_YEAR])[["flagged", "no_temperature"]].sum()
+    out: dict[str, dict[int, tuple[int, int]]] = {str(sid): {} for sid in clean}
+    for (sid, year), flagged, no_temperature in counts.itertuples(name=None):
+        out[sid][int(year)] = (int(flagged), int(no_temperature))
     return out
 
 
-def _unchanged_site_days(site_id: str, days: pd.DataFrame, flagged: dict[int, int]):
+def _unchanged_site_days(site_id: str, days: pd.DataFrame, counts: dict[int, tuple[int, int]]):
     """`_qc_site_days`' result for a site `_sites_needing_no_changes` found clean."""
-    rows = [_report_row(site_id, year, "site-year", ACCEPTED, "", "", schema.DAYS_PER_YEAR, 0, n)
-            for year, n in sorted(flagged.items())]
-    return days, sorted(flagged), rows, []
+    rows = [_report_row(site_id, year, "site-year", ACCEPTED, "", _no_temperature_note(n_no_temperature),
+                        schema.DAYS_PER_YEAR, 0, n_flagged)
+            for year, (n_flagged, n_no_temperature) in sorted(counts.items())]
+    return days, sorted(counts), rows, []
 
 
 def _keep_paired_years(site_id: str, accepted: list[int], rows: list[dict], cfg: QCConfig) -> list[int]:
@@ -502,6 +510,10 @@ def format_qc_summary(report: pd.DataFrame) -> str:
     noted = sites[sites.note != ""]
     if len(noted):
         lines += ["", "Notes:"] + [f"  {r.site_id}: {r.note}" for r in noted.itertuples()]
+    noted_years = years[(years.note != "") & (years.status == ACCEPTED)]
+    if len(noted_years):
+        lines += ["", "Accepted site-years with notes:"] + [f"  {r.site_id} {r.year}: {r.note}"
+                                                           for r in noted_years.itertuples()]
     return "\n".join(lines) + "\n"
 
 
