@@ -182,3 +182,56 @@ def test_ismn_file_without_header_is_a_clear_error(tmp_path):
     _write_ismn_station(tmp_path / "src", {"sm": SM}, header=False)
     with pytest.raises(ValueError, match=r"no readable ISMN station file under .*src.*header\+values"):
         read_ismn(str(tmp_path / "src"))
+
+
+# --------------------------------------------------------------------------- your own tables
+def _own_tables(tmp_path, fmt="csv"):
+    """Two sites x 3 years in the schema.py format; site B's 2021 LST missing, air temperature given."""
+    dates = pd.date_range("2019-01-01", "2021-12-31", freq="D")
+    daily = pd.concat([pd.DataFrame({"site_id": sid, "date": dates, "swc": 0.2 + 0.01 * k,
+                                     "precip_cm": np.where(np.arange(len(dates)) % 5 == 0, 0.8, 0.0),
+                                     "pet_cm": 0.25, "lai": 1.2, "lst_c": 8.0, "tair_c": -1.0})
+                       for k, sid in enumerate(("A", "B"))], ignore_index=True)
+    daily.loc[(daily.site_id == "B") & (daily.date.dt.year == 2021), "lst_c"] = np.nan
+    static = pd.DataFrame({"site_id": ["A", "B"], "lat": [45.0, 46.0], "lon": [7.0, 8.0], "sand": [40.0, 60.0],
+                           "silt": [40.0, 30.0], "clay": [20.0, 10.0], "bulk_density": [1.4, 1.5],
+                           "land_cover": ["GRA", "CRO"]})
+    paths = tmp_path / f"daily.{fmt}", tmp_path / f"sites.{fmt}"
+    for frame, path in zip((daily, static), paths):
+        frame.to_csv(path, index=False) if fmt == "csv" else frame.to_parquet(path)
+    return [str(p) for p in paths]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_own_tables_are_ingested_through_qc(tmp_path, capsys, fmt):
+    from sptf_ray.data.validate import load_site_dataset
+
+    daily_path, static_path = _own_tables(tmp_path, fmt)
+    out = tmp_path / "ds"
+    assert run_cli(["ingest", "tables", daily_path, "--statics", static_path, "--out", str(out)]) == 0
+    assert "sites: 2 kept" in capsys.readouterr().out
+    ds = load_site_dataset(str(out))
+    assert storage.verify_manifest(str(out)) and ds.static.site_id.tolist() == ["A", "B"]
+    assert len(ds.daily) == 2 * 3 * 365 and ds.static.land_cover.tolist() == ["GRA", "CRO"]
+    b2021 = ds.daily[(ds.daily.site_id == "B") & (ds.daily.date.dt.year == 2021)]
+    assert (b2021.lst_c == -1.0).all() and b2021.lst_from_air_temperature.all()  # frozen by air temperature
+    assert not ds.daily[ds.daily.site_id == "A"].lst_from_air_temperature.any()
+
+
+def test_own_tables_bad_inputs_are_named(tmp_path):
+    daily_path, static_path = _own_tables(tmp_path)
+    out = str(tmp_path / "ds")
+    with pytest.raises(ValueError, match="needs the static table"):
+        ingest({"source": "tables", "path": daily_path, "out": out})
+    with pytest.raises(ValueError, match="forcing_csv do not apply"):
+        ingest({"source": "tables", "path": daily_path, "statics_csv": static_path, "forcing_csv": daily_path,
+                "out": out})
+    with pytest.raises(FileNotFoundError, match="daily table .*nope.csv"):
+        ingest({"source": "tables", "path": str(tmp_path / "nope.csv"), "statics_csv": static_path, "out": out})
+    pd.read_csv(daily_path).drop(columns="pet_cm").to_csv(tmp_path / "no_pet.csv", index=False)
+    with pytest.raises(ValueError, match="pet_cm"):
+        ingest({"source": "tables", "path": str(tmp_path / "no_pet.csv"), "statics_csv": static_path, "out": out})
+    pd.read_csv(daily_path).assign(swc=25.0).to_csv(tmp_path / "percent.csv", index=False)
+    with pytest.raises(ValueError, match="no site passed QC.*percent"):
+        ingest({"source": "tables", "path": str(tmp_path / "percent.csv"), "statics_csv": static_path, "out": out})
+    assert (tmp_path / "ds" / schema.QC_SUMMARY_FILE).exists() and not (tmp_path / "ds" / schema.DAILY_FILE).exists()

@@ -1,4 +1,4 @@
-"""`sptf ingest ismn|uscrn PATH --out DIR`: real stations to a site dataset."""
+"""`sptf ingest ismn|uscrn|tables PATH --out DIR`: real stations (or your own tables) to a site dataset."""
 from __future__ import annotations
 
 import argparse
@@ -13,13 +13,16 @@ STATION_ID_FORMAT = {
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
-        "ingest", help="read ISMN or USCRN station files into a site dataset (Parquet + QC report)",
+        "ingest", help="read ISMN or USCRN station files, or your own daily + static tables, into a site "
+                       "dataset (Parquet + QC report)",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("source", choices=("ismn", "uscrn"))
-    p.add_argument("path", help="ISMN download (folder or zip) or USCRN daily file/folder")
+    p.add_argument("source", choices=("ismn", "uscrn", "tables"))
+    p.add_argument("path", help="ISMN download (folder or zip), USCRN daily file/folder, or (tables) a daily "
+                                "table, CSV or Parquet: site_id, date, swc, precip_cm, pet_cm, lai, lst_c [, tair_c]")
     p.add_argument("--out", required=True, help="output directory or URI")
-    p.add_argument("--statics", dest="statics_csv", help="CSV: site_id, sand, silt, clay, bulk_density, ...")
+    p.add_argument("--statics", dest="statics_csv", help="CSV: site_id, sand, silt, clay, bulk_density, ...; "
+                   "for tables (required, CSV or Parquet): site_id, lat, lon, sand, silt, clay, bulk_density")
     p.add_argument("--forcing", dest="forcing_csv", help="CSV: site_id, date, precip_mm, tmax_c, ...")
     p.add_argument("--lai", dest="lai_csv", help="CSV: site_id, date, lai")
     p.add_argument("--max-missing", type=float, default=0.20, help="max fraction of SWC days missing per year")

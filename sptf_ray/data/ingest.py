@@ -1,4 +1,4 @@
-"""Real stations to a site dataset: ISMN downloads and NOAA USCRN daily files.
+"""Real stations to a site dataset: ISMN downloads, NOAA USCRN daily files, or your own tables.
 
 Both readers produce, per site, a static row and a daily frame of SWC plus station-unit
 meteorology (forcing.MET_COLUMNS); `forcing.derive_forcing` fills what stations lack (flagged),
@@ -12,6 +12,12 @@ Optional user CSVs (keyed by site_id) complete the stations:
   statics: site_id, sand, silt, clay (%), bulk_density (g/cm3), land_cover, elevation_m, texture_class
   forcing: site_id, date, any of forcing.MET_COLUMNS (e.g. precip_mm from a gridded product)
   lai:     site_id, date, lai
+
+`tables` (any other station data): a daily table already in the schema.py format (CSV or
+Parquet: site_id, date, swc, precip_cm, pet_cm, lai, lst_c; optional tair_c, which stands in
+for a missing LST) and, as --statics, a static table (site_id, lat, lon, sand, silt, clay,
+bulk_density; optional texture_class, land_cover). Both go through the same QC and are written
+the same way.
 """
 from __future__ import annotations
 
@@ -32,12 +38,13 @@ from sptf_ray.data.validate import (QCConfig, SiteDataset, validate_sites, write
                                     write_site_dataset)
 
 CONFIG_FILE = "ingest_config.yaml"
+SOURCES = ("ismn", "uscrn", "tables")
 STATIC_USER_COLUMNS = ("sand", "silt", "clay", "bulk_density", "land_cover", "elevation_m", "texture_class")
 
 
 @dataclass
 class IngestConfig:
-    source: str  # "ismn" or "uscrn"
+    source: str  # "ismn", "uscrn" or "tables"
     path: str
     out: str
     statics_csv: str | None = None
@@ -48,8 +55,16 @@ class IngestConfig:
     qc: QCConfig = field(default_factory=QCConfig)
 
     def validate(self) -> None:
-        if self.source not in ("ismn", "uscrn"):
-            raise ValueError(f"source must be 'ismn' or 'uscrn', got {self.source!r}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {self.source!r}")
+        if self.source == "tables":
+            if not self.statics_csv:
+                raise ValueError("source 'tables' needs the static table (statics_csv / --statics): "
+                                 "site_id, lat, lon, sand, silt, clay, bulk_density")
+            given = [name for name in ("forcing_csv", "lai_csv") if getattr(self, name)]
+            if given:
+                raise ValueError(f"source 'tables': {', '.join(given)} do not apply, the daily table carries "
+                                 "precip_cm, pet_cm and lai itself")
         if not (0 < self.depth_m < 1 and 0 <= self.max_depth_span_m <= 1):
             raise ValueError("depth_m must be in (0, 1) m and max_depth_span_m in [0, 1] m")
 
@@ -390,6 +405,8 @@ def _raise_no_site_kept(report: pd.DataFrame, out: str, unmatched: dict) -> None
 def ingest(config: IngestConfig | dict) -> SiteDataset:
     """Read stations, derive forcing, run QC, write the site dataset under config.out."""
     cfg = load_config(IngestConfig, config)
+    if cfg.source == "tables":
+        return _ingest_tables(cfg)
     skipped: list[dict] = []
     if cfg.source == "uscrn":
         stations = read_uscrn(cfg.path)
@@ -409,6 +426,37 @@ def ingest(config: IngestConfig | dict) -> SiteDataset:
         _raise_no_site_kept(report, cfg.out, unmatched)
     dataset = SiteDataset(clean_static, clean_daily, report, {
         "source": cfg.source, "input": cfg.path, "unmatched_user_site_ids": unmatched})
+    storage.makedirs(cfg.out)
+    save_config(cfg, storage.join(cfg.out, CONFIG_FILE))
+    write_site_dataset(dataset, cfg.out, {"config_file": CONFIG_FILE})
+    return dataset
+
+
+def read_table(uri: str, what: str) -> pd.DataFrame:
+    """A CSV or Parquet table (by extension; local path or URI), site_id read as text."""
+    if not storage.exists(uri):
+        raise FileNotFoundError(f"{what} table {uri} does not exist")
+    if uri.lower().endswith((".parquet", ".pq")):
+        df = storage.read_parquet(uri)
+    elif uri.lower().endswith(".csv"):
+        import io
+
+        df = pd.read_csv(io.StringIO(storage.read_text(uri)), dtype={"site_id": str})
+    else:
+        raise ValueError(f"{what} table {uri}: give a .csv or .parquet file")
+    if "site_id" in df.columns:
+        df["site_id"] = df["site_id"].astype(str)
+    return df
+
+
+def _ingest_tables(cfg: IngestConfig) -> SiteDataset:
+    """Your own daily and static tables (schema.py columns): QC, then written like a station ingest."""
+    static_df, daily_df = read_table(cfg.statics_csv, "static"), read_table(cfg.path, "daily")
+    clean_static, clean_daily, report = validate_sites(static_df, daily_df, cfg.qc)
+    if clean_static.empty:
+        _raise_no_site_kept(report, cfg.out, {})
+    dataset = SiteDataset(clean_static, clean_daily, report, {"source": "tables", "input": cfg.path,
+                                                             "statics": cfg.statics_csv})
     storage.makedirs(cfg.out)
     save_config(cfg, storage.join(cfg.out, CONFIG_FILE))
     write_site_dataset(dataset, cfg.out, {"config_file": CONFIG_FILE})
