@@ -8,8 +8,8 @@ import pytest
 from sptf_ray import storage
 from sptf_ray.data import schema
 from sptf_ray.data.validate import (
-    SiteDataset, format_qc_summary, frozen_mask, load_site_dataset, site_year_blocks, validate_sites, write_site_dataset,
-    year_blocks,
+    SiteDataset, format_qc_summary, frozen_mask, load_site_dataset, site_year_blocks, validate_sites,
+    write_site_dataset, year_blocks,
 )
 
 

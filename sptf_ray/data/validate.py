@@ -325,10 +325,11 @@ def _qc_site_days(site_id: str, days: pd.DataFrame, cfg: QCConfig):
 
 
 def _sites_needing_no_changes(daily: pd.DataFrame, cfg: QCConfig) -> dict[str, dict[int, tuple[int, int]]]:
-    """{site: {year: (flagged SWC days, days without a temperature)}} of the sites whose days QC would pass unchanged: sorted,
-    unique, midnight dates on the 365-day calendar, whole years in one run of at least
-    `min_consecutive_years`, every SWC and forcing value present and in range, no infinite LST.
-    Checked on the whole table at once; `_qc_site_days` (per site, slow) handles the rest."""
+    """{site: {year: (flagged SWC days, days without a temperature)}} of the sites whose days QC
+    would pass unchanged: sorted, unique, midnight dates on the 365-day calendar, whole years in
+    one run of at least `min_consecutive_years`, every SWC and forcing value present and in range,
+    no infinite LST. Checked on the whole table at once; `_qc_site_days` (per site, slow) handles
+    the rest."""
     if daily.empty:
         return {}
     date = daily["date"]
