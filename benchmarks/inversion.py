@@ -164,7 +164,7 @@ def surrogate_path(args, data: str, work: str, bundles: dict[str, str], daily):
     import pandas as pd
 
     from sptf_ray import storage
-    from sptf_ray.inverse.site import SolverForward, score_on_eval_year, site_years
+    from sptf_ray.inverse.site import SolverForward, all_site_years, score_on_eval_year
 
     frames, wall = [], 0.0
     for model, bundle in bundles.items():  # a bundle emulates one model: one inversion run each
@@ -174,7 +174,7 @@ def surrogate_path(args, data: str, work: str, bundles: dict[str, str], daily):
         wall += seconds
     table = pd.concat(frames, ignore_index=True).rename(columns={"nse": "surrogate_nse", "rmse": "surrogate_rmse"})
     t0 = time.perf_counter()
-    sites = {sid: site_years(g, sid) for sid, g in daily.groupby(daily["site_id"].astype(str))}
+    sites = all_site_years(daily)
     scored = score_on_eval_year(table.assign(nse=float("nan"), rmse=float("nan")), sites, SolverForward())
     return scored, wall, time.perf_counter() - t0
 

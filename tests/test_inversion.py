@@ -345,3 +345,20 @@ def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path)
     hosts = json.loads(storage.read_text(os.path.join(out, "hosts.json")))
     assert {h["node"] for h in hosts.values()} == {os.uname().nodename}  # the actors' own record
     assert ray.is_initialized()
+
+
+def test_all_site_years_cuts_every_site_as_one_site_alone(small_dataset):
+    from sptf_ray.inverse.site import all_site_years
+
+    daily = storage.read_parquet(os.path.join(small_dataset, "daily.parquet"))
+    daily = daily.drop(index=daily.index[-3:])  # the last site's last year incomplete: kept, 362 days
+    every = all_site_years(daily.sample(frac=1.0, random_state=2))  # row order does not matter
+    assert sorted(every) == sorted(daily["site_id"].astype(str).unique())
+    for sid, years in every.items():
+        alone = site_years(daily, sid)
+        assert sorted(years) == sorted(alone)
+        for year, site_year in years.items():
+            for name in ("swc", "precip", "pet", "lai", "lst_c"):
+                np.testing.assert_array_equal(getattr(site_year, name), getattr(alone[year], name))
+    last = daily["site_id"].astype(str).iloc[-1]
+    assert min(len(y.swc) for y in every[last].values()) == 362

@@ -38,7 +38,7 @@ import pandas as pd
 from sptf_ray import storage
 from sptf_ray.config import config_hash, config_to_dict, load_config, save_config
 from sptf_ray.inverse.site import (MODES, SCEUASettings, SimulationsFailed, SiteYear, invert_sites, make_forward,
-                                   results_frame, site_years, validate_site)
+                                   all_site_years, results_frame, validate_site)
 from sptf_ray.physics.parameters import MODELS, check_model
 from sptf_ray.provenance import host_info
 
@@ -326,14 +326,13 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
 def _site_payloads(config: InvertConfig, site_ids: list[str], daily: pd.DataFrame) -> tuple[dict, dict]:
     """Each site's usable years as a task payload, and the years left out per site; every site
     that cannot be inverted at all is named in one error, before any work."""
-    daily = daily[daily["site_id"].astype(str).isin(site_ids)]
-    by_site = {sid: g for sid, g in daily.groupby(daily["site_id"].astype(str))}
+    by_site = all_site_years(daily[daily["site_id"].astype(str).isin(site_ids)])
     problems, payloads, left_out = [], {}, {}
     for sid in site_ids:
         try:
             if sid not in by_site:
                 raise ValueError(f"site {sid!r}: no rows in the daily table")
-            years, dropped = _usable_years(site_years(by_site[sid], sid), config.min_valid_days)
+            years, dropped = _usable_years(by_site[sid], config.min_valid_days)
             try:
                 validate_site(sid, years, config.samples, config.min_valid_days)
             except ValueError as exc:

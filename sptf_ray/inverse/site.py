@@ -32,7 +32,7 @@ from typing import Iterable, Optional, Protocol, runtime_checkable
 import numpy as np
 import pandas as pd
 
-from sptf_ray.data.validate import frozen_mask, year_blocks
+from sptf_ray.data.validate import frozen_mask, site_year_blocks
 from sptf_ray.inverse.sceua import SCEUASearch, run_lockstep
 from sptf_ray.physics.parameters import MODELS, PARAM_NAMES, check_model, parameter_space, theta_s_upper
 
@@ -160,15 +160,22 @@ class SiteYear:
         return self
 
 
+_SITE_YEAR_COLUMNS = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
+
+
+def all_site_years(daily: pd.DataFrame) -> dict[str, dict[int, SiteYear]]:
+    """{site: {calendar year: SiteYear}} of a daily table (schema.py columns), cut for every site
+    at once; an incomplete year is kept, for SiteYear.validate to say what it lacks."""
+    return {sid: {year: SiteYear(sid, year, *block.T.copy()) for year, block in blocks.items()}
+            for sid, blocks in site_year_blocks(daily, _SITE_YEAR_COLUMNS, complete_only=False).items()}
+
+
 def site_years(daily: pd.DataFrame, site_id: str) -> dict[int, SiteYear]:
-    """The years of one site in a daily table (schema.py columns), keyed by calendar year; an
-    incomplete year is kept, for SiteYear.validate to say what it lacks."""
+    """The years of one site in a daily table, keyed by calendar year (see all_site_years)."""
     rows = daily[daily["site_id"].astype(str) == str(site_id)]
     if rows.empty:
         raise ValueError(f"site {site_id!r}: no rows in the daily table")
-    columns = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
-    return {year: SiteYear(str(site_id), year, *block.T.copy())
-            for year, block in year_blocks(rows, columns, complete_only=False).items()}
+    return all_site_years(rows)[str(site_id)]
 
 
 def year_pairs(years: dict[int, SiteYear], samples: str = "all") -> list[tuple[int, int]]:
