@@ -9,7 +9,7 @@ from sptf_ray import storage
 from sptf_ray.data import schema
 from sptf_ray.data.validate import (
     SiteDataset, format_qc_summary, frozen_mask, load_site_dataset, site_year_blocks, validate_sites,
-    write_site_dataset, year_blocks,
+    write_site_dataset,
 )
 
 
@@ -245,19 +245,18 @@ def test_training_inversion_and_report_count_the_same_days(tmp_path):
     assert (training == inversion).all() and (inversion == report).all()
 
 
-def test_year_blocks_cut_365_day_years():
+def test_site_year_blocks_cut_365_day_years():
     daily = make_daily(ids=("A",), years=(2019, 2020, 2021)).iloc[:-1]  # 2021 misses 31 Dec
-    blocks = year_blocks(daily.sample(frac=1.0, random_state=0), ["swc"])  # any row order
+    blocks = site_year_blocks(daily.sample(frac=1.0, random_state=0), ["swc"])["A"]  # any row order
     assert sorted(blocks) == [2019, 2020]
     leap = daily[daily.date.dt.year == 2020]
     assert np.array_equal(blocks[2020][:, 0], leap.swc.to_numpy()[:365])  # 31 Dec 2020 left out
-    assert len(year_blocks(daily, ["swc"], complete_only=False)[2021]) == 364
+    assert len(site_year_blocks(daily, ["swc"], complete_only=False)["A"][2021]) == 364
     two = pd.concat([make_daily(ids=("B",), years=(2018, 2019)), daily]).sample(frac=1.0, random_state=1)
     by_site = site_year_blocks(two, ["swc", "lst_c"])
     assert {k: sorted(v) for k, v in by_site.items()} == {"A": [2019, 2020], "B": [2018, 2019]}
     assert np.array_equal(by_site["A"][2020][:, 0], blocks[2020][:, 0]) and (by_site["A"][2020][:, 1] == 10.0).all()
-    with pytest.raises(ValueError, match="2 sites"):
-        year_blocks(two, ["swc"])
+    assert site_year_blocks(two)["B"][2018].shape == (365, 5)  # the default: swc, forcing, LST
 
 
 def _messy_daily() -> pd.DataFrame:

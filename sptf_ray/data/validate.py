@@ -152,7 +152,10 @@ def year_calendar(year: int) -> pd.DatetimeIndex:
     return days
 
 
-def site_year_blocks(daily: pd.DataFrame, columns, complete_only: bool = True) -> dict[str, dict[int, np.ndarray]]:
+YEAR_COLUMNS = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")  # what inversion and scoring read of a year
+
+
+def site_year_blocks(daily: pd.DataFrame, columns=YEAR_COLUMNS, complete_only: bool = True) -> dict[str, dict[int, np.ndarray]]:
     """{site: {calendar year: the year's `columns` as an (n_days, len(columns)) float64 array in
     date order}}, 31 Dec of leap years left out; with complete_only, only the years holding all
     365 days. The one place a daily table is cut into model years (whole table at once: per
@@ -169,14 +172,6 @@ def site_year_blocks(daily: pd.DataFrame, columns, complete_only: bool = True) -
         if b - a == schema.DAYS_PER_YEAR or not complete_only:
             out.setdefault(str(sites[a]), {})[int(years[a])] = values[a:b]
     return out
-
-
-def year_blocks(days: pd.DataFrame, columns, complete_only: bool = True) -> dict[int, np.ndarray]:
-    """`site_year_blocks` of one site's rows: {calendar year: its (n_days, len(columns)) days}."""
-    by_site = site_year_blocks(days, columns, complete_only)
-    if len(by_site) > 1:
-        raise ValueError(f"year_blocks: rows of {len(by_site)} sites, expected one")
-    return next(iter(by_site.values()), {})
 
 
 def frozen_mask(lst_c) -> np.ndarray:

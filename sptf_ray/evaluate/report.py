@@ -109,13 +109,15 @@ class EvaluateConfig:
 # --------------------------------------------------------------------------- inputs
 def _site_years(daily: pd.DataFrame) -> dict[str, dict[int, dict]]:
     """{site: {year: observed SWC, forcing, counted days and dates}} of the complete years."""
-    columns = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
     out: dict[str, dict[int, dict]] = {}
-    for sid, blocks in site_year_blocks(daily, columns).items():
+    calendars: dict[int, np.ndarray] = {}  # one per calendar year, shared by its site-years
+    for sid, blocks in site_year_blocks(daily).items():
         for year, block in blocks.items():
             swc, precip, pet, lai, lst = block.T
+            if year not in calendars:
+                calendars[year] = year_calendar(year).values
             out.setdefault(sid, {})[year] = {"swc": swc, "precip": precip, "pet": pet, "lai": lai,
-                                             "counted": frozen_mask(lst), "dates": year_calendar(year).values}
+                                             "counted": frozen_mask(lst), "dates": calendars[year]}
     return out
 
 

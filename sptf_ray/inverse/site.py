@@ -160,14 +160,11 @@ class SiteYear:
         return self
 
 
-_SITE_YEAR_COLUMNS = ("swc", "precip_cm", "pet_cm", "lai", "lst_c")
-
-
 def all_site_years(daily: pd.DataFrame) -> dict[str, dict[int, SiteYear]]:
     """{site: {calendar year: SiteYear}} of a daily table (schema.py columns), cut for every site
     at once; an incomplete year is kept, for SiteYear.validate to say what it lacks."""
     return {sid: {year: SiteYear(sid, year, *block.T.copy()) for year, block in blocks.items()}
-            for sid, blocks in site_year_blocks(daily, _SITE_YEAR_COLUMNS, complete_only=False).items()}
+            for sid, blocks in site_year_blocks(daily, complete_only=False).items()}
 
 
 def site_years(daily: pd.DataFrame, site_id: str) -> dict[int, SiteYear]:
