@@ -162,15 +162,42 @@ def test_bad_inputs_raise_clear_errors(known_site, tmp_path):
     with pytest.raises(ValueError, match="modes"):
         run_inversion({"data": "x", "out": "y", "modes": ["tomorrow"]})
 
-    # A dataset with one good site and one whose SWC has a gap after QC: the stage names it.
+    # A dataset with one good site and one QC rejects (a third of a year's SWC missing): asked for
+    # by name, the stage names it and why, before any work.
     static, daily = synthetic_dataset(1, seed=1, models=("fxw",))
     bad = daily.assign(site_id="BAD")
-    bad.loc[bad.index[100:103], "swc"] = np.nan
+    bad.loc[bad.index[100:220], "swc"] = np.nan
     static = pd.concat([static, static.assign(site_id="BAD")], ignore_index=True)
     data = _write_dataset(tmp_path / "d", static, pd.concat([daily, bad], ignore_index=True))
-    with pytest.raises(ValueError, match=r"1 site\(s\) cannot be inverted: site 'BAD' year 2001: swc has 3"):
-        run_inversion({"data": data, "out": str(tmp_path / "o"), "ray": {"enabled": False}})
+    with pytest.raises(ValueError, match=r"1 site\(s\) asked for were rejected by QC: BAD: .*2001: .*missing"):
+        run_inversion({"data": data, "out": str(tmp_path / "o"), "sites": ["BAD"], "ray": {"enabled": False}})
+    with pytest.raises(ValueError, match=r"site\(s\) not in the dataset: \['NOPE'\]"):
+        run_inversion({"data": data, "out": str(tmp_path / "o"), "sites": ["NOPE"], "ray": {"enabled": False}})
     assert not os.path.exists(tmp_path / "o" / "sites")  # nothing ran
+
+
+def test_inversion_reads_the_data_through_qc(tmp_path, capsys):
+    """As training and predict do: a short SWC gap is interpolated (the site is inverted, not
+    refused), a site QC rejects is left out and named, a year QC rejects leaves the site's others."""
+    static, daily = synthetic_dataset(1, seed=1, models=("fxw",), n_years=3)
+    gappy = daily.copy()
+    gappy.loc[gappy.index[100:103], "swc"] = np.nan  # 3 days of 2001: interpolated
+    bad = daily.assign(site_id="BAD")
+    bad.loc[bad.index[365 + 50:365 + 200], "swc"] = np.nan  # 2002 rejected: no two consecutive years
+    short = daily.assign(site_id="YEAR")
+    short.loc[short.index[730 + 10:730 + 150], "swc"] = np.nan  # 2003 rejected, 2001-2002 kept
+    static = pd.concat([static, static.assign(site_id="BAD"), static.assign(site_id="YEAR")], ignore_index=True)
+    data = _write_dataset(tmp_path / "d", static, pd.concat([gappy, bad, short], ignore_index=True))
+    out = str(tmp_path / "o")
+    table = run_inversion({"data": data, "out": out, "models": ["fxw"], "sceua": FAST, "ray": {"enabled": False}})
+    pairs = table.groupby("site_id")[["calib_year", "eval_year"]].apply(lambda g: g.values.tolist()).to_dict()
+    assert pairs == {"S0000": [[2001, 2002], [2002, 2003]], "YEAR": [[2001, 2002]]}
+    extra = storage.read_manifest(out)["extra"]
+    assert list(extra["qc_rejected_sites"]) == ["BAD"] and "2002" in extra["qc_rejected_sites"]["BAD"]
+    assert list(extra["left_out_years"]) == ["YEAR"]
+    assert "year 2003" in extra["left_out_years"]["YEAR"][0] and "rejected by QC" in extra["left_out_years"]["YEAR"][0]
+    err = capsys.readouterr().err
+    assert "1 site(s) rejected by QC are left out: BAD" in err and "1 site-year(s) left out" in err
 
 
 # ------------------------------------------------------------------------------ the stage

@@ -11,7 +11,12 @@ Layout under ``out`` (any storage URI):
 - ``inversion.parquet``: all selected sites' rows, written at the end, with ``hosts.json`` (per
   site, the host that inverted it: node, CPU, ISA, from each site file's Parquet metadata; null
   for files written before it was recorded), then ``manifest.json`` (its ``left_out_years``: per
-  site, each year that cannot be inverted and why; the site's other year pairs are inverted).
+  site, each year that cannot be inverted and why, the site's other year pairs inverted; its
+  ``qc_rejected_sites``: selected sites QC rejected, and why).
+
+The data are read through QC (`data.validate.validate_sites`), as training and predict read
+them: short SWC gaps are interpolated, years and sites QC rejects are left out and named (a site
+named in ``sites`` that QC rejects is an error).
 
 With ``ray.enabled`` the sites go to a pool of actors (``num_actors`` x ``cpus_per_actor``), each
 holding its forward model with ``numba.set_num_threads(cpus_per_actor)``, in tasks of
@@ -196,8 +201,12 @@ class InversionWorker:
 
 
 # --------------------------------------------------------------------------- selection
-def select_sites(config: InvertConfig, static: pd.DataFrame, daily: pd.DataFrame) -> list[str]:
-    ids = sorted(static["site_id"].astype(str).unique())
+def select_sites(config: InvertConfig, static: pd.DataFrame,
+                 qc_rejected: dict[str, str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The sites to invert, and {site: why} for the selected ones QC rejected (left out). A site
+    named in `sites` that QC rejected is an error: the user asked for it by name."""
+    qc_rejected = qc_rejected or {}
+    ids = sorted(set(static["site_id"].astype(str)) | set(qc_rejected))
     if config.split is not None:
         from sptf_ray.data.splits import SPLITS_FILE, load_splits
 
@@ -208,16 +217,25 @@ def select_sites(config: InvertConfig, static: pd.DataFrame, daily: pd.DataFrame
         chosen = set(splits.loc[splits["split"] == config.split, "site_id"].astype(str))
         ids = [s for s in ids if s in chosen]
     if config.sites is not None:
-        unknown = sorted(set(config.sites) - set(static["site_id"].astype(str)))
+        unknown = sorted(set(config.sites) - set(ids))
         if unknown:
             raise ValueError(f"site(s) not in the dataset: {unknown[:10]}")
+        named_rejected = [s for s in sorted(set(config.sites)) if s in qc_rejected]
+        if named_rejected:
+            raise ValueError(f"{len(named_rejected)} site(s) asked for were rejected by QC: "
+                             + "; ".join(f"{s}: {qc_rejected[s]}" for s in named_rejected[:10]))
         wanted = set(config.sites)
         ids = [s for s in ids if s in wanted]
+    skipped = {s: qc_rejected[s] for s in ids if s in qc_rejected}
+    ids = [s for s in ids if s not in qc_rejected]
     if config.max_sites is not None:
         ids = ids[: config.max_sites]
     if not ids:
+        if skipped:
+            raise ValueError(f"all {len(skipped)} selected site(s) were rejected by QC: "
+                             + "; ".join(f"{s}: {why}" for s, why in list(skipped.items())[:10]))
         raise ValueError("no sites selected (check split / sites)")
-    return ids
+    return ids, skipped
 
 
 def _check_resume(config: InvertConfig) -> None:
@@ -274,18 +292,19 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
     `on_site_done(summary, state)` is called on the driver after each site (state has the
     actors' pids under "pids" when Ray is used): a hook for progress and fault-injection tests.
     """
-    from sptf_ray.data.validate import load_site_dataset
+    from sptf_ray.data.validate import load_site_dataset, rejected_years_of_kept_sites, rejection_reasons
 
     config = load_config(InvertConfig, config)
     if config.forward != "solver":
         make_forward(config.forward)  # fail fast (a missing or broken bundle) before any work
-    dataset = load_site_dataset(config.data)
-    site_ids = select_sites(config, dataset.static, dataset.daily)
+    # QC as training and predict see the data: short SWC gaps interpolated, bad years rejected
+    dataset = load_site_dataset(config.data, validate=True)
+    site_ids, qc_skipped = select_sites(config, dataset.static, rejection_reasons(dataset.report))
     payloads, left_out = _site_payloads(config, site_ids, dataset.daily)
-    if left_out and config.progress:
-        reasons = [r for rs in left_out.values() for r in rs]
-        print(f"invert: {len(reasons)} site-year(s) left out, the other years of their sites are inverted: "
-              + "; ".join(reasons[:5]), file=sys.stderr, flush=True)
+    for sid, reasons in rejected_years_of_kept_sites(dataset.report).items():
+        if sid in payloads:
+            left_out[sid] = [f"site {sid!r} {why} (rejected by QC)" for why in reasons] + left_out.get(sid, [])
+    _say_what_is_left_out(config, qc_skipped, left_out)
 
     _check_resume(config)
     storage.makedirs(config.out)
@@ -320,7 +339,19 @@ def run_inversion(config, on_site_done: Optional[Callable[[dict, dict], None]] =
                     done(summary)
             _raise_failures(failures)
 
-    return _write_results(config.out, site_ids, left_out)
+    return _write_results(config.out, site_ids, left_out, qc_skipped)
+
+
+def _say_what_is_left_out(config: InvertConfig, qc_skipped: dict[str, str], left_out: dict) -> None:
+    if not config.progress:
+        return
+    if qc_skipped:
+        print(f"invert: {len(qc_skipped)} site(s) rejected by QC are left out: "
+              + "; ".join(f"{s}: {why}" for s, why in list(qc_skipped.items())[:5]), file=sys.stderr, flush=True)
+    if left_out:
+        reasons = [r for rs in left_out.values() for r in rs]
+        print(f"invert: {len(reasons)} site-year(s) left out, the other years of their sites are inverted: "
+              + "; ".join(reasons[:5]), file=sys.stderr, flush=True)
 
 
 def _site_payloads(config: InvertConfig, site_ids: list[str], daily: pd.DataFrame) -> tuple[dict, dict]:
@@ -347,7 +378,7 @@ def _site_payloads(config: InvertConfig, site_ids: list[str], daily: pd.DataFram
     return payloads, left_out
 
 
-def _write_results(out: str, site_ids: list[str], left_out: dict) -> pd.DataFrame:
+def _write_results(out: str, site_ids: list[str], left_out: dict, qc_skipped: dict) -> pd.DataFrame:
     """The per-site files combined into the results table, each site's host, and the manifest (last)."""
     read = [storage.read_parquet_and_metadata(site_file(out, sid)) for sid in site_ids]
     table = pd.concat([df for df, _ in read], ignore_index=True) if read else results_frame([])
@@ -356,7 +387,7 @@ def _write_results(out: str, site_ids: list[str], left_out: dict) -> pd.DataFram
     storage.atomic_write_text(storage.join(out, HOSTS_FILE), json.dumps(hosts, indent=1, sort_keys=True) + "\n")
     storage.write_manifest(out, [CONFIG_FILE, RESULTS_FILE, HOSTS_FILE],
                            {"stage": "invert", "n_sites": len(site_ids), "n_rows": len(table),
-                            "left_out_years": left_out})
+                            "left_out_years": left_out, "qc_rejected_sites": qc_skipped})
     return table
 
 

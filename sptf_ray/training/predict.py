@@ -79,19 +79,6 @@ def check_device(device) -> torch.device:
     return dev
 
 
-def rejection_reasons(report: pd.DataFrame) -> dict[str, str]:
-    """{site_id: why} for each site QC rejected, with its years' own reasons (a unit hint such as
-    'looks like percent' is said of a year, not of the site)."""
-    years = report[(report["level"] == "site-year") & (report["status"] != "accepted")]
-    out = {}
-    for row in report[(report["level"] == "site") & (report["status"] != "accepted")].itertuples():
-        sid = str(row.site_id)
-        per_year = years[years["site_id"].astype(str) == sid]
-        detail = "; ".join(f"{int(r.year)}: {r.reason}" for r in per_year.itertuples() if str(r.reason))
-        out[sid] = f"{row.reason} ({detail})" if detail else str(row.reason)
-    return out
-
-
 def _check_out_is_not_the_sites(out_uri, sites_uri) -> None:
     from sptf_ray.data import schema
 
@@ -135,7 +122,7 @@ def _simulate_target_years(model_name: str, params: np.ndarray, forcing: np.ndar
 def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = True,
             progress: Optional[Callable[[str], None]] = print) -> pd.DataFrame:
     """Write parameters.csv (+ simulated.parquet, metrics.csv, rejected.json) under out_uri, manifest last."""
-    from sptf_ray.data.validate import load_site_dataset
+    from sptf_ray.data.validate import load_site_dataset, rejection_reasons
     from sptf_ray.training.bundle import load_bundle
 
     device = check_device(device)
