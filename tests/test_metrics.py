@@ -63,3 +63,22 @@ def test_per_site_and_pooled():
     assert pooled["nse"] == pytest.approx(1 - 2 / 5.2)
     assert pooled["rmse"] == pytest.approx(math.sqrt(2 / 5))
     assert pooled["n_days"] == 5
+
+
+def test_site_metrics_match_a_groupby_loop_on_interleaved_groups():
+    """Groups whose rows are interleaved, several keys, a missing key (left out, as groupby does)
+    and a group with no counted day: the same rows in the same order as scoring each groupby group."""
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({"method": rng.choice(["SPTF", "Truth"], n), "site_id": rng.choice(["s2", "s10", "s1"], n),
+                       "year": rng.choice([2001, 2002], n).astype(float), "swc_obs": rng.uniform(0.1, 0.4, n),
+                       "swc_sim": rng.uniform(0.1, 0.4, n), "counted": rng.random(n) > 0.2})
+    df.loc[5, "year"] = np.nan
+    df.loc[(df["site_id"] == "s10") & (df["year"] == 2002) & (df["method"] == "Truth"), "counted"] = False
+    keys = ["method", "site_id", "year"]
+    got = site_metrics(df, by=keys)
+    want = pd.DataFrame([{**dict(zip(keys, k)), **scores(g["swc_obs"], g["swc_sim"], g["counted"])}
+                         for k, g in df.groupby(keys, sort=True)])
+    assert len(got) == 12 and got["n_days"].min() == 0
+    pd.testing.assert_frame_equal(got, want)
+    assert site_metrics(df.iloc[:0], by=keys).empty

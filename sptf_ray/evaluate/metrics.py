@@ -75,15 +75,28 @@ def scores(obs, sim, mask=None) -> dict:
             "intercept": intercept, "n_days": int(counted(obs, sim, mask).sum())}
 
 
+def sorted_groups(df: pd.DataFrame, keys: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """(each group's keys, the row order that puts groups together, the group edges in that order):
+    the groups of `df` by `keys`, sorted as groupby sorts them, rows in their order within a group
+    (rows with a missing key left out, as groupby does). No copy of the frame: a groupby loop takes
+    a sorted copy of all of it, gigabytes for a network's day-by-day table."""
+    codes = df.groupby(keys, sort=True, observed=True).ngroup().to_numpy()
+    order = np.argsort(codes, kind="stable")
+    order = order[codes[order] >= 0]
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if len(order) else np.zeros(0, int)
+    key_frame = df[keys].iloc[order[starts]].reset_index(drop=True)
+    return key_frame, order, np.r_[starts, len(order)]
+
+
 def site_metrics(df: pd.DataFrame, by="site_id", obs="swc_obs", sim="swc_sim", mask="counted") -> pd.DataFrame:
     """One row of metrics per group of a long daily table (columns by..., nse, rmse, slope, intercept, n_days)."""
     keys = [by] if isinstance(by, str) else list(by)
-    rows = []
-    for key, g in df.groupby(keys, sort=True, observed=True):
-        key = key if isinstance(key, tuple) else (key,)
-        m = g[mask].to_numpy() if mask is not None and mask in g else None
-        rows.append({**dict(zip(keys, key)), **scores(g[obs].to_numpy(), g[sim].to_numpy(), m)})
-    return pd.DataFrame(rows, columns=keys + list(METRIC_NAMES))
+    key_frame, order, edges = sorted_groups(df, keys)
+    o = df[obs].to_numpy(float)[order]
+    s = df[sim].to_numpy(float)[order]
+    m = df[mask].to_numpy(bool)[order] if mask is not None and mask in df else None
+    rows = [scores(o[a:b], s[a:b], None if m is None else m[a:b]) for a, b in zip(edges[:-1], edges[1:])]
+    return pd.concat([key_frame, pd.DataFrame(rows, columns=list(METRIC_NAMES))], axis=1)
 
 
 def pooled_metrics(df: pd.DataFrame, obs="swc_obs", sim="swc_sim", mask="counted") -> dict:

@@ -34,7 +34,7 @@ import pandas as pd
 
 from sptf_ray import storage
 from sptf_ray.data.validate import frozen_mask, site_year_blocks, year_calendar
-from sptf_ray.evaluate.metrics import pooled_metrics, site_metrics
+from sptf_ray.evaluate.metrics import pooled_metrics, scores, site_metrics, sorted_groups
 from sptf_ray.evaluate.sensitivity import (DEFAULT_LENGTHS, FEATURES, analyse_predict_dirs, summarize_importance,
                                            summarize_lengths)
 from sptf_ray.physics.parameters import PARAM_NAMES, parameter_space
@@ -267,10 +267,13 @@ def _param_correlation(params: dict, truth: pd.DataFrame) -> pd.DataFrame:
 
 def _summary(series: pd.DataFrame, per: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for (method, split), g in series.groupby(["method", "split"], sort=True):
-        p = pooled_metrics(g)
+    groups, order, edges = sorted_groups(series, ["method", "split"])
+    obs, sim, counted = (series[c].to_numpy()[order] for c in ("swc_obs", "swc_sim", "counted"))
+    site_ids = series["site_id"].to_numpy()[order]
+    for (method, split), a, b in zip(groups.itertuples(index=False, name=None), edges[:-1], edges[1:]):
+        p = scores(obs[a:b], sim[a:b], counted[a:b])
         s = per[(per["method"] == method) & (per["split"] == split)]
-        rows.append({"method": method, "split": split, "n_sites": g["site_id"].nunique(),
+        rows.append({"method": method, "split": split, "n_sites": len(pd.unique(site_ids[a:b])),
                      "n_samples": len(s), "pooled_nse": p["nse"], "pooled_rmse": p["rmse"],
                      "slope": p["slope"], "intercept": p["intercept"], "median_site_nse": s["nse"].median(),
                      "median_site_rmse": s["rmse"].median()})
@@ -476,8 +479,8 @@ def _method_series(cfg: EvaluateConfig, static: pd.DataFrame, samples: pd.DataFr
     """Every method's simulated vs observed SWC of the target years, one frame (with each day's
     split and whether it counts), and each method's parameters for the correlation table."""
     frames, params = _sptf_series(cfg.predict, samples, notes)
-    f, p = _inversion_series(cfg.inversion, years, notes, progress)
-    frames += f
+    more, p = _inversion_series(cfg.inversion, years, notes, progress)
+    frames += more
     params.update(p)
     if truth is not None:
         frames += _truth_series(truth, samples, years, progress)
@@ -486,15 +489,16 @@ def _method_series(cfg: EvaluateConfig, static: pd.DataFrame, samples: pd.DataFr
     else:
         notes.append("Truth ceiling: no truth.parquet in the data dir (not a virtual network); skipped")
     if cfg.rosetta:
-        f, p = _rosetta_series(static, samples, years, notes, progress)
-        frames += f
+        more, p = _rosetta_series(static, samples, years, notes, progress)
+        frames += more
         params.update(p)
     else:
         notes.append("Rosetta-3 baseline: disabled in the config")
     frames = [f for f in frames if len(f)]
     if not frames:
         raise ValueError(f"nothing to evaluate in {cfg.run_dir or cfg.data}: no predict, inversion, truth or Rosetta output")
-    series = pd.concat(frames, ignore_index=True).astype({"site_id": str})
+    series = pd.concat(frames, ignore_index=True)  # site_id is str in every frame
+    del frames, more  # days of every method: at network scale, holding the parts too doubles the peak
     split_of = samples.drop_duplicates("site_id").set_index("site_id")["split"].astype(str)
     series["split"] = series["site_id"].map(split_of).fillna("unsplit")
     series["counted"] = series["counted"].astype(bool)
