@@ -10,7 +10,9 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         description="Calibrates each site on its historical year and scores the target year (and, with "
                     "--same-year, also calibrates on the target year). Writes DIR/sites/*.parquet per site, "
-                    "DIR/inversion.parquet and DIR/config.yaml. Re-running skips finished sites.",
+                    "DIR/inversion.parquet and DIR/config.yaml. The data are read through QC as training "
+                    "reads them (short SWC gaps interpolated; sites and years QC rejects left out, named "
+                    "in DIR/manifest.json). Re-running skips finished sites.",
     )
     p.add_argument("data", nargs="?", help="site dataset directory (sites.parquet + daily.parquet)")
     p.add_argument("--out", help="results directory (local path or URI)")
