@@ -530,29 +530,36 @@ def write_site_dataset(dataset: SiteDataset, dir_uri, extra: dict | None = None)
     return storage.write_manifest(dir_uri, files, {**dataset.extra, **(extra or {})})
 
 
+def _rejected_years(report: pd.DataFrame) -> dict[str, list[tuple[int, str]]]:
+    """{site_id: [(year, reason), ...]} of every site-year QC rejected."""
+    out: dict[str, list[tuple[int, str]]] = {}
+    for r in report[(report["level"] == "site-year") & (report["status"] != ACCEPTED)].itertuples():
+        out.setdefault(str(r.site_id), []).append((int(r.year), str(r.reason)))
+    return out
+
+
+def _site_rows(report: pd.DataFrame, accepted: bool) -> pd.DataFrame:
+    """The report's site rows QC accepted (or, with accepted=False, rejected)."""
+    rows = report[(report["level"] == "site") & ((report["status"] == ACCEPTED) == accepted)]
+    return rows.astype({"site_id": str})
+
+
 def rejection_reasons(report: pd.DataFrame) -> dict[str, str]:
     """{site_id: why} for each site QC rejected, with its years' own reasons (a unit hint such as
     'looks like percent' is said of a year, not of the site)."""
-    year_reasons: dict[str, list[str]] = {}
-    for r in report[(report["level"] == "site-year") & (report["status"] != ACCEPTED)].itertuples():
-        if str(r.reason):
-            year_reasons.setdefault(str(r.site_id), []).append(f"{int(r.year)}: {r.reason}")
+    years = _rejected_years(report)
     out = {}
-    for row in report[(report["level"] == "site") & (report["status"] != ACCEPTED)].itertuples():
-        detail = "; ".join(year_reasons.get(str(row.site_id), []))
-        out[str(row.site_id)] = f"{row.reason} ({detail})" if detail else str(row.reason)
+    for row in _site_rows(report, accepted=False).itertuples():
+        detail = "; ".join(f"{year}: {why}" for year, why in years.get(row.site_id, []) if why)
+        out[row.site_id] = f"{row.reason} ({detail})" if detail else str(row.reason)
     return out
 
 
 def rejected_years_of_kept_sites(report: pd.DataFrame) -> dict[str, list[str]]:
     """{site_id: ["year Y: why", ...]} for the years QC rejected at sites it kept."""
-    kept = set(report.loc[(report["level"] == "site") & (report["status"] == ACCEPTED), "site_id"].astype(str))
-    years = report[(report["level"] == "site-year") & (report["status"] != ACCEPTED)]
-    out: dict[str, list[str]] = {}
-    for row in years.itertuples():
-        if str(row.site_id) in kept:
-            out.setdefault(str(row.site_id), []).append(f"year {int(row.year)}: {row.reason}")
-    return out
+    kept = set(_site_rows(report, accepted=True)["site_id"])
+    return {sid: [f"year {year}: {why}" for year, why in years]
+            for sid, years in _rejected_years(report).items() if sid in kept}
 
 
 def load_site_dataset(dir_uri, validate: bool = False, config: QCConfig | dict | None = None) -> SiteDataset:
