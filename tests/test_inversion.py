@@ -374,6 +374,17 @@ def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path)
     assert ray.is_initialized()
 
 
+def test_actors_the_local_ray_cannot_hold_are_refused_not_awaited(ray_session, small_dataset, tmp_path):
+    cfg = {"data": small_dataset, "out": str(tmp_path / "wide"), "models": ["fxw"], "sceua": FAST,
+           "progress": False, "ray": {"cpus_per_actor": 4.0}}  # the session's instance has 2 CPUs
+    with pytest.raises(ValueError, match=r"inversion actors: 1 x \(4 CPU\) needs 4 CPU in all \(the cluster "
+                                         r"has 2\); 4 CPU on one node .*cannot grow: lower ray.num_actors"):
+        run_inversion(cfg)
+    cfg["ray"] = {"num_actors": 3, "cpus_per_actor": 1.0}
+    with pytest.raises(ValueError, match=r"3 x \(1 CPU\) needs 3 CPU in all"):
+        run_inversion(cfg)
+
+
 def test_all_site_years_cuts_every_site_as_one_site_alone(small_dataset):
     from sptf_ray.inverse.site import all_site_years
 

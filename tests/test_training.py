@@ -224,6 +224,41 @@ def ray_runs(ray_session, data, tmp_path_factory):
     return {"store": store, "surrogate": sur, "sptf": sptf}
 
 
+def test_training_the_local_ray_cannot_hold_fails_at_once(ray_session, data, tmp_path, monkeypatch):
+    """Train V2 would wait for a GPU without end; a local instance never gets one, so say so."""
+    from sptf_ray.training import ray_train
+    from sptf_ray.training.ray_train import train_sptf, train_surrogate
+
+    if ray_session.cluster_resources().get("GPU"):
+        pytest.skip("this Ray instance has a GPU")
+
+    def reached_the_trainer(*args, **kwargs):
+        raise AssertionError("the request reached Ray Train, which would wait for it without end")
+
+    monkeypatch.setattr(ray_train, "_fit", reached_the_trainer)
+    with pytest.raises(ValueError, match=r"1 GPU in all \(the cluster has 0\).*cannot grow.*drop --use-gpu"):
+        train_surrogate({"data": data["shards"], "storage_path": str(tmp_path), "name": "gpu", "epochs": 1,
+                         "scaling": {"use_gpu": True}})
+    with pytest.raises(ValueError, match=r"training workers: 8 x \(0.5 CPU\) needs 4 CPU in all \(the cluster has 2\)"):
+        train_sptf({"data": data["sites"], "surrogate": str(tmp_path / "no-bundle"), "storage_path": str(tmp_path),
+                    "name": "wide", "epochs": 1, "scaling": {"num_workers": 8, "cpus_per_worker": 0.5}})
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def test_a_joined_cluster_short_of_gpus_is_told_not_refused(ray_session, monkeypatch, capsys):
+    from sptf_ray import jobs_common
+    from sptf_ray.training import ray_train
+
+    if ray_session.cluster_resources().get("GPU"):
+        pytest.skip("this Ray instance has a GPU")
+    monkeypatch.setattr(jobs_common, "ray_started_in_this_process", lambda: False)  # as under `ray job submit`
+    ray_train.check_cluster_fits(ray_train.ScalingArgs(num_workers=2, use_gpu=True))
+    err = capsys.readouterr().err
+    assert "2 GPU in all (the cluster has 0)" in err and "1 GPU on one node (the largest has 0)" in err
+    ray_train.check_cluster_fits(ray_train.ScalingArgs(num_workers=2))  # fits: silent
+    assert capsys.readouterr().err == ""
+
+
 def test_ray_train_surrogate_end_to_end(ray_runs):
     import json
 

@@ -432,6 +432,8 @@ def _batches(site_ids: list[str], size: int) -> list[list[str]]:
 def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callable, state: dict) -> None:
     import ray
 
+    from sptf_ray.jobs_common import check_resources
+
     if not ray.is_initialized():
         # Inside `ray job submit` (RAY_ADDRESS set) join that cluster; else start a local one.
         address = config.ray.address or (None if os.environ.get("RAY_ADDRESS") else "local")
@@ -440,6 +442,8 @@ def _run_ray(config: InvertConfig, todo: list[str], payloads: dict, done: Callab
     n_actors = config.ray.num_actors or max(1, int(ray.cluster_resources().get("CPU", 1) // cpus))
     queue = _batches(todo, config.sites_per_batch)
     n_actors = min(n_actors, len(queue))
+    check_resources({"CPU": cpus}, n_actors, "inversion actors",
+                    ": lower ray.num_actors or ray.cpus_per_actor, or join a bigger cluster (ray.address)")
     threads = max(1, int(cpus))
     Worker = ray.remote(InversionWorker).options(num_cpus=cpus, max_restarts=config.ray.max_restarts,
                                                  max_task_retries=config.ray.max_task_retries)

@@ -33,7 +33,7 @@ CONFIG_FILE = "config.yaml"
 WORKERS_DIR = "workers"
 
 __all__ = ["ScalingArgs", "SurrogateTrainConfig", "SPTFTrainConfig", "train_surrogate", "train_sptf",
-           "MetricsCallback", "TrainOutcome", "read_workers"]
+           "MetricsCallback", "TrainOutcome", "read_workers", "check_cluster_fits"]
 
 
 @dataclass
@@ -315,6 +315,18 @@ def _run_dir_state(cfg, compute_norm) -> dict:
 _CONTROLLER_POLL_ENV, _CONTROLLER_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
 
 
+def check_cluster_fits(scaling: ScalingArgs) -> None:
+    """Refuse at once the workers a local Ray instance cannot hold: Train V2 retries an
+    unschedulable worker group without end, waiting for an autoscaler."""
+    from sptf_ray.jobs_common import check_resources
+
+    per_worker = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
+    hint = " (drop --use-gpu on a machine without one)" if scaling.use_gpu else ""
+    check_resources(per_worker, scaling.num_workers, "training workers",
+                    f": lower scaling.num_workers or the per-worker resources, or join a bigger cluster "
+                    f"with --address{hint}")
+
+
 def _fit(trainer_factory, cfg, score: str):
     os.environ.setdefault(_CONTROLLER_POLL_ENV, _CONTROLLER_POLL_S)  # a user's own setting wins
     storage.remove(storage.join(cfg.run_dir, WORKERS_DIR))  # an earlier attempt's ranks may not recur
@@ -347,6 +359,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
     from sptf_ray.training.data import SurrogateBatcher, fit_forcing_normalizer, shard_paths
 
     cfg = load_config(SurrogateTrainConfig, config)
+    check_cluster_fits(cfg.scaling)  # before any data is read or written
     paths = shard_paths(cfg.data)
     _require_validation_sims(cfg, paths)
     storage.makedirs(cfg.run_dir)
@@ -452,6 +465,7 @@ def train_sptf(config, callbacks=None) -> TrainOutcome:
     from sptf_ray.training.data import build_sptf_arrays, fit_sptf_normalizers, load_site_samples
 
     cfg = load_config(SPTFTrainConfig, config)
+    check_cluster_fits(cfg.scaling)  # before any data is read or written
     sur = load_bundle(cfg.surrogate)
     if sur.kind != "surrogate":
         raise ValueError(f"{cfg.surrogate} is a {sur.kind!r} bundle, not a surrogate")
