@@ -173,6 +173,10 @@ def test_shard_i_is_identical_across_shard_counts_order_and_executors(tmp_path, 
     # Extending the same directory to more shards reuses the existing ones.
     assert build_dataset({**SMALL, "shards": 5}, via_ray, executor="ray", progress=False).actions == \
         ["skipped"] * 4 + ["built"]
+    # a task wider than the local instance would queue for ever: refused, nothing written
+    with pytest.raises(ValueError, match=r"dataset tasks: 1 x \(3 CPU\) needs 3 CPU in all \(the cluster has 2\)"):
+        build_dataset({**SMALL, "cpus_per_task": 3}, str(tmp_path / "wide"), executor="ray", progress=False)
+    assert not list((tmp_path / "wide").glob("shard-*"))
 
 
 # --------------------------------------------------------------------------- S3, CLI

@@ -242,6 +242,9 @@ def test_ray_tasks_build_the_same_network(small_network, ray_session, tmp_path):
     out = str(tmp_path / "ray")
     build_network(NetworkConfig(**SMALL), out, executor="ray", progress=lambda m: None)
     pd.testing.assert_frame_equal(load_network(out)["daily"], load_network(small_network)["daily"])
+    with pytest.raises(ValueError, match=r"network tasks: 1 x \(3 CPU\) needs 3 CPU in all"):
+        build_network(NetworkConfig(**{**SMALL, "cpus_per_task": 3}), str(tmp_path / "wide"), executor="ray",
+                      progress=lambda m: None)
 
 
 def test_site_dataset_qc_accepts_the_virtual_network(small_network):

@@ -278,6 +278,9 @@ def _run_pending(config, pending, climate, truth, shard_uri, executor, address, 
 
     if not ray.is_initialized():
         ray.init(address=address)
+    from sptf_ray.jobs_common import check_resources
+
+    check_resources({"CPU": config.cpus_per_task}, 1, "network tasks", ": lower cpus_per_task")
     task = ray.remote(num_cpus=config.cpus_per_task)(_run_batch)
     refs = [task.remote(config, b, climate.iloc[idx], truth.iloc[idx], shard_uri(b), config.cpus_per_task)
             for b, idx in pending]

@@ -359,6 +359,9 @@ def _check_existing(out: str, chash: str, overwrite: bool) -> None:
 def _run_ray(config, out, chash, pool, summaries, errors, bar) -> None:
     import ray
 
+    from sptf_ray.jobs_common import check_resources
+
+    check_resources({"CPU": config.cpus_per_task}, 1, "dataset tasks", ": lower cpus_per_task")
     task = ray.remote(_shard_task).options(
         num_cpus=config.cpus_per_task, max_retries=config.max_retries, retry_exceptions=[OSError],
         name="sptf_build_shard")
