@@ -98,16 +98,10 @@ def _merged(args) -> dict:
 
 
 def ensure_ray(address: str | None = None) -> None:
-    import ray
+    from sptf_ray.jobs_common import connect_ray
 
-    if ray.is_initialized():
-        return
     os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        ray.init(address=address)
-    else:
-        ray.init("local", include_dashboard=True)  # Train V2 needs the dashboard (state API)
+    connect_ray(address, include_dashboard=True)  # Train V2 needs the dashboard (state API)
 
 
 def run_train_surrogate(args) -> int:
