@@ -83,3 +83,21 @@ def test_report_from_tiny_run(tiny_run):
     # SPTF-VGM params are truth * 1.1: perfectly correlated on VGM-truth sites (n >= 3 needed)
     if corr.loc["SPTF-VGM", "n_sites"] >= 3:
         assert corr.loc["SPTF-VGM", "r_n"] == pytest.approx(1.0)
+
+
+def test_a_run_dir_is_scored_against_the_site_data_it_was_made_from(tmp_path):
+    """`sptf evaluate RUN_DIR` of a `sites:` run reads that dataset, not a RUN_DIR/network it lacks."""
+    from sptf_ray.config import save_config
+    from sptf_ray.evaluate.report import EvaluateConfig
+    from sptf_ray.pipeline import RESOLVED_CONFIG, PipelineConfig
+
+    run = tmp_path / "run"
+    run.mkdir()
+    assert EvaluateConfig(run_dir=str(run)).resolved().data == str(run / "network")  # no config: the layout
+    save_config(PipelineConfig(), str(run / RESOLVED_CONFIG))  # a virtual-network run
+    assert EvaluateConfig(run_dir=str(run)).resolved().data == str(run / "network")
+    save_config(PipelineConfig(sites=str(tmp_path / "stations")), str(run / RESOLVED_CONFIG))
+    assert EvaluateConfig(run_dir=str(run)).resolved().data == str(tmp_path / "stations")
+    assert EvaluateConfig(run_dir=str(run), data="/given").resolved().data == "/given"  # --data wins
+    with pytest.raises(FileNotFoundError, match=r"no site dataset at .*stations to score .*--data DIR"):
+        evaluate_run({"run_dir": str(run)})

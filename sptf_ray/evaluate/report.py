@@ -102,8 +102,18 @@ class EvaluateConfig:
     def resolved(self) -> "EvaluateConfig":
         j = lambda *p: storage.join(self.run_dir, *p)  # noqa: E731
         predict = dict(self.predict) or {m: j("predict", m) for m in PARAM_NAMES}
-        return dataclasses.replace(self, data=self.data or j("network"), predict=predict,
+        return dataclasses.replace(self, data=self.data or self._run_data(), predict=predict,
                                    inversion=self.inversion or j("inversion"), out=self.out or self.run_dir)
+
+    def _run_data(self) -> str:
+        """The site data a `sptf run` directory was made from: its `sites:` dataset when its
+        resolved config names one, else the virtual network it holds."""
+        from sptf_ray.config import parse_yaml
+        from sptf_ray.pipeline import RESOLVED_CONFIG
+
+        resolved = storage.join(self.run_dir, RESOLVED_CONFIG)
+        sites = (parse_yaml(storage.read_text(resolved)) or {}).get("sites") if storage.exists(resolved) else None
+        return sites or storage.join(self.run_dir, "network")
 
 
 # --------------------------------------------------------------------------- inputs
@@ -531,6 +541,9 @@ def evaluate_run(config, progress=print) -> dict:
 
     t0 = time.time()
     cfg = load_config(EvaluateConfig, config).resolved()
+    if not storage.exists(storage.join(cfg.data, "sites.parquet")):
+        raise FileNotFoundError(f"no site dataset at {cfg.data} to score {cfg.run_dir or cfg.out} against: give "
+                                "the one the run was made from (`sptf evaluate RUN_DIR --data DIR`)")
     static, daily, samples = load_site_samples(cfg.data, cfg.split_seed)
     static = static.astype({"site_id": str})
     samples = samples.astype({"site_id": str})
