@@ -394,3 +394,7 @@ def test_tune_sptf_one_trial(ray_runs, data):
                                     ray_runs["store"], "tune-1", num_samples=1,
                                     space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
     assert cfg["hidden_size"] == 4 and np.isfinite(metrics["val_loss"]) and len(grid) == 1
+    if not ray_runs["surrogate"].workers[0]["accelerator"]:  # a GPU-less machine: --use-gpu is refused up front
+        with pytest.raises(ValueError, match=r"needs 1 GPU in all \(the cluster has 0\)"):
+            tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "epochs": 1,
+                                "scaling": {"use_gpu": True}}, ray_runs["store"], "tune-gpu", num_samples=1)

@@ -55,10 +55,13 @@ def tune_model(kind: str, base_config: dict, storage_path: str, name: str = "tun
     from ray.tune.schedulers import ASHAScheduler
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    from sptf_ray.training.ray_train import train_sptf, train_surrogate
+    from sptf_ray.config import load_config
+    from sptf_ray.training.ray_train import ScalingArgs, check_cluster_fits, train_sptf, train_surrogate
 
     if kind not in METRIC:
         raise ValueError(f"tune: kind must be 'surrogate' or 'sptf', got {kind!r}")
+    # A trial checks too, but inside Ray it cannot tell a local instance from one that may grow.
+    check_cluster_fits(load_config(ScalingArgs, base_config.get("scaling") or {}))
     metric = METRIC[kind]
     fit = train_surrogate if kind == "surrogate" else train_sptf
     trials_path = storage.join(storage_path, name, "trials")
