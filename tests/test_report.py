@@ -101,3 +101,14 @@ def test_a_run_dir_is_scored_against_the_site_data_it_was_made_from(tmp_path):
     assert EvaluateConfig(run_dir=str(run), data="/given").resolved().data == "/given"  # --data wins
     with pytest.raises(FileNotFoundError, match=r"no site dataset at .*stations to score .*--data DIR"):
         evaluate_run({"run_dir": str(run)})
+
+
+def test_a_device_this_machine_lacks_is_refused_before_any_scoring(tiny_run, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ValueError, match="'cuda': this machine has no CUDA device"):
+        evaluate_run({"run_dir": str(tiny_run), "out": str(tmp_path / "report"), "device": "cuda"},
+                     progress=lambda m: pytest.fail(f"scored before the device was checked: {m}"))
+    assert not (tmp_path / "report").exists()

@@ -271,6 +271,9 @@ def test_ray_train_surrogate_end_to_end(ray_runs):
     assert storage.verify_manifest(sur.bundle)
     b = load_bundle(sur.bundle)
     assert b.kind == "surrogate" and b.network_config.hidden_size == 12 and "forcing" in b.normalization
+    if not torch.cuda.is_available():  # not "weights do not load": the GPU is what is missing
+        with pytest.raises(ValueError, match="'cuda': this machine has no CUDA device"):
+            load_bundle(sur.bundle, map_location="cuda")
     assert json.loads(storage.read_text(storage.join(sur.bundle, "versions.json")))["torch"]
     # where it trained: the one rank's record, written by the worker, carried by the bundle
     from sptf_ray.provenance import host_info

@@ -537,10 +537,12 @@ def _put_figures(put: Callable, series: pd.DataFrame, per: pd.DataFrame, static:
 def evaluate_run(config, progress=print) -> dict:
     """Score every available method of a run; write the report. Returns {"summary", "site", "notes"}."""
     from sptf_ray.config import load_config
+    from sptf_ray.training.bundle import check_device
     from sptf_ray.training.data import load_site_samples
 
     t0 = time.time()
     cfg = load_config(EvaluateConfig, config).resolved()
+    check_device(cfg.device)  # before minutes of scoring, not at the sensitivity analyses after them
     if not storage.exists(storage.join(cfg.data, "sites.parquet")):
         raise FileNotFoundError(f"no site dataset at {cfg.data} to score {cfg.run_dir or cfg.out} against: give "
                                 "the one the run was made from (`sptf evaluate RUN_DIR --data DIR`)")

@@ -96,9 +96,23 @@ def _load_weights(dir_uri: str, model: nn.Module, map_location) -> nn.Module:
     return model.to(map_location).eval()
 
 
+def check_device(device) -> torch.device:
+    """A torch device this machine has, or a ValueError that says why not."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...): {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r}: this machine has no CUDA device torch can use (use cpu)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    return dev
+
+
 def load_bundle(dir_uri, map_location="cpu") -> Bundle:
     """Verify the manifest, rebuild the network and load its weights (weights_only=True), in eval mode."""
     dir_uri = str(dir_uri)
+    map_location = check_device(map_location)  # else a missing GPU reads as weights that do not fit
     if not storage.exists(storage.join(dir_uri, storage.MANIFEST_NAME)):
         raise FileNotFoundError(f"no model bundle at {dir_uri} (manifest.json missing)")
     if not storage.verify_manifest(dir_uri):

@@ -66,19 +66,6 @@ def predict_parameters(bundle, static: pd.DataFrame, daily: pd.DataFrame, device
     return arrays, np.concatenate(parts)
 
 
-def check_device(device) -> torch.device:
-    """A torch device this machine has, or a ValueError that says why not."""
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise ValueError(f"device {device!r} is not a torch device (cpu, cuda, cuda:0, ...): {exc}") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r}: this machine has no CUDA device torch can use (use cpu)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s) here")
-    return dev
-
-
 def _check_out_is_not_the_sites(out_uri, sites_uri) -> None:
     from sptf_ray.data import schema
 
@@ -123,7 +110,7 @@ def predict(bundle_uri, sites_uri, out_uri, device="cpu", run_solver: bool = Tru
             progress: Optional[Callable[[str], None]] = print) -> pd.DataFrame:
     """Write parameters.csv (+ simulated.parquet, metrics.csv, rejected.json) under out_uri, manifest last."""
     from sptf_ray.data.validate import load_site_dataset, rejection_reasons
-    from sptf_ray.training.bundle import load_bundle
+    from sptf_ray.training.bundle import check_device, load_bundle
 
     device = check_device(device)
     bundle = load_bundle(bundle_uri, map_location=device)
