@@ -397,6 +397,7 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     started_ray = False
     try:
         started_ray = _ensure_ray(cfg.ray)
+        _preflight(cfg, last)
         for step in steps[:last + 1]:
             step()
         return run.actions
@@ -405,6 +406,29 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
             import ray
 
             ray.shutdown()
+
+
+def _preflight(cfg: PipelineConfig, last: int) -> None:
+    """What a later stage would fail on, found before the earlier ones spend their minutes: a
+    torch device this driver lacks (predict and evaluate run here), training workers a local
+    Ray instance cannot hold."""
+    from sptf_ray.jobs_common import check_resources
+    from sptf_ray.training.bundle import check_device
+    from sptf_ray.training.ray_train import check_cluster_fits
+
+    runs = {stage: STAGES.index(stage) <= last for stage in STAGES}
+    for stage, device in (("predict", cfg.predict.device), ("evaluate", cfg.evaluate.device)):
+        if runs[stage]:
+            try:
+                check_device(device)
+            except ValueError as exc:
+                raise ValueError(f"{stage}.{exc}") from None
+    for stage, scaling in (("surrogate", cfg.surrogate.scaling), ("sptf", cfg.sptf.scaling)):
+        if runs[stage]:
+            check_cluster_fits(scaling)
+    inv = cfg.inversion
+    if runs["inversion"] and inv.enabled and inv.ray.enabled:
+        check_resources({"CPU": inv.ray.cpus_per_actor}, 1, "inversion actors", ": lower inversion.ray.cpus_per_actor")
 
 
 class _Run:

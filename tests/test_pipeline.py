@@ -43,6 +43,26 @@ def test_cli_registers_run_and_evaluate():
     assert build_parser().parse_args(["evaluate", "d"]).command == "evaluate"
 
 
+def test_a_later_stage_that_cannot_run_here_fails_before_the_first(ray_session, tmp_path, monkeypatch):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    log = []
+    for change, what in ((("predict", {"device": "cuda"}), r"predict.device 'cuda': this machine has no CUDA"),
+                         (("evaluate", {"device": "cuda:1"}), r"evaluate.device 'cuda:1'"),
+                         (("surrogate", {"scaling": {"use_gpu": True}}), r"training workers: .* needs 1 GPU"),
+                         (("inversion", {**TINY["inversion"], "ray": {"cpus_per_actor": 8}}), r"inversion actors")):
+        stage, settings = change
+        with pytest.raises(ValueError, match=what):
+            run_pipeline({**TINY, stage: {**TINY.get(stage, {}), **settings}}, str(tmp_path / stage),
+                         progress=log.append)
+    assert not any("network: running" in line for line in log), log
+    # a stage the run stops before is not held against it
+    assert run_pipeline({**TINY, "predict": {"device": "cuda"}}, str(tmp_path / "net"), progress=log.append,
+                        stop_after="network") == {"network": "ran"}
+
+
 def test_interrupted_run_resumes(ray_session, tmp_path):
     out = tmp_path / "run"
     log = []
