@@ -338,3 +338,21 @@ def test_two_models_train_side_by_side(ray_session, tmp_path):
     assert all(state[f"surrogate-{m}"]["status"] == "done" for m in ("vgm", "fxw"))
     for m in ("vgm", "fxw"):
         assert storage.verify_manifest(str(tmp_path / "run" / "train" / f"surrogate-{m}" / "bundle"))
+
+
+def test_the_pipeline_job_takes_the_flags_of_sptf_run(ray_session, tmp_path, capsys):
+    """Re-submitting a run whose settings were edited needs --replace-changed, as `sptf run` does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("job_run_pipeline", CONFIGS.parent / "jobs" / "run_pipeline.py")
+    job = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(job)
+    out = str(tmp_path / "run")
+    first, edited = tmp_path / "first.yaml", tmp_path / "edited.yaml"
+    first.write_text(json.dumps(TINY))
+    edited.write_text(json.dumps({**TINY, "network": {**TINY["network"], "seed": 2}}))
+    assert job.main([str(first), "--out", out, "--stop-after", "network"]) == 0
+    assert job.main([str(edited), "--out", out, "--stop-after", "network"]) == 2
+    assert "--replace-changed" in capsys.readouterr().err
+    assert job.main([str(edited), "--out", out, "--stop-after", "network", "--replace-changed"]) == 0
+    assert "[run] network: ran" in capsys.readouterr().out
