@@ -345,6 +345,9 @@ def test_cli_invert_no_ray(small_dataset, tmp_path, capsys):
     spec.loader.exec_module(job)
     assert job.main([os.path.join(out, "config.yaml")]) == 0
     assert "inverted 1 site(s)" in capsys.readouterr().out
+    # ... taking sptf invert's flags over the config, and its one-line errors (exit 2)
+    assert job.main([os.path.join(out, "config.yaml"), "--max-sites", "0"]) == 2
+    assert "max_sites" in capsys.readouterr().err
 
 
 def test_ray_actors_survive_a_killed_actor(ray_session, small_dataset, tmp_path):
