@@ -551,7 +551,7 @@ class _Run:
             self.stage(f"surrogate-{m}", self.digests[f"surrogate-{m}"], lambda: storage.verify_manifest(bundle),
                        lambda: train_surrogate(sc), sc.run_dir, inputs=["dataset"], manifest_dir=bundle)
 
-        _for_each_model(self.cfg.models, surrogate_stage, self.cfg.parallel_models)
+        _for_each_model(self.cfg.models, surrogate_stage, self._side_by_side("surrogates", self.cfg.surrogate.scaling))
 
     def sptfs(self) -> None:
         from sptf_ray.training.ray_train import train_sptf
@@ -562,7 +562,24 @@ class _Run:
             self.stage(f"sptf-{m}", self.digests[f"sptf-{m}"], lambda: storage.verify_manifest(bundle),
                        lambda: train_sptf(sc), sc.run_dir, inputs=[f"surrogate-{m}", "network"], manifest_dir=bundle)
 
-        _for_each_model(self.cfg.models, sptf_stage, self.cfg.parallel_models)
+        _for_each_model(self.cfg.models, sptf_stage, self._side_by_side("SPTFs", self.cfg.sptf.scaling))
+
+    def _side_by_side(self, what: str, scaling) -> bool:
+        """parallel_models, unless the local instance lacks the GPUs for all models at once: the
+        second run would not queue quietly but retry its worker group every minute till the first ends."""
+        from sptf_ray.jobs_common import ray_started_in_this_process
+
+        if not self.cfg.parallel_models or len(self.cfg.models) < 2 or not scaling.use_gpu:
+            return self.cfg.parallel_models
+        import ray
+
+        need = len(self.cfg.models) * scaling.num_workers * scaling.gpus_per_worker
+        have = float(ray.cluster_resources().get("GPU", 0.0))
+        if need <= have or not ray_started_in_this_process():
+            return True
+        self.progress(f"[run] {what}: one after the other ({need:g} GPU for the models side by side, "
+                      f"this instance has {have:g})")
+        return False
 
     def predictions(self) -> None:
         from sptf_ray.training.predict import predict

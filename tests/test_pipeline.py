@@ -356,3 +356,26 @@ def test_the_pipeline_job_takes_the_flags_of_sptf_run(ray_session, tmp_path, cap
     assert "--replace-changed" in capsys.readouterr().err
     assert job.main([str(edited), "--out", out, "--stop-after", "network", "--replace-changed"]) == 0
     assert "[run] network: ran" in capsys.readouterr().out
+
+
+def test_models_share_a_gpu_one_after_the_other(ray_session, monkeypatch):
+    """Two GPU trainings side by side on an instance with GPUs for one: the second would retry
+    its worker group every minute until the first ended, so they take turns instead."""
+    from types import SimpleNamespace
+
+    from sptf_ray import jobs_common
+    from sptf_ray.pipeline import _Run
+    from sptf_ray.training.ray_train import ScalingArgs
+
+    if ray_session.cluster_resources().get("GPU"):
+        pytest.skip("this Ray instance has a GPU")
+    log = []
+    run = SimpleNamespace(cfg=load_config(PipelineConfig, {**TINY, "models": ["vgm", "fxw"],
+                                                           "dataset": {**TINY["dataset"], "model": "both"}}),
+                          progress=log.append)
+    assert run.cfg.parallel_models
+    assert _Run._side_by_side(run, "surrogates", ScalingArgs()) is True  # CPU workers queue quietly
+    assert _Run._side_by_side(run, "surrogates", ScalingArgs(use_gpu=True)) is False
+    assert log == ["[run] surrogates: one after the other (2 GPU for the models side by side, this instance has 0)"]
+    monkeypatch.setattr(jobs_common, "ray_started_in_this_process", lambda: False)  # a cluster that may grow
+    assert _Run._side_by_side(run, "surrogates", ScalingArgs(use_gpu=True)) is True
