@@ -235,3 +235,8 @@ def test_own_tables_bad_inputs_are_named(tmp_path):
     with pytest.raises(ValueError, match="no site passed QC.*percent"):
         ingest({"source": "tables", "path": str(tmp_path / "percent.csv"), "statics_csv": static_path, "out": out})
     assert (tmp_path / "ds" / schema.QC_SUMMARY_FILE).exists() and not (tmp_path / "ds" / schema.DAILY_FILE).exists()
+    bad_date = pd.read_csv(daily_path)
+    bad_date.loc[1100, "date"], bad_date.loc[1200, "date"] = "2019-13-45", "soon"
+    bad_date.to_csv(tmp_path / "bad_date.csv", index=False)
+    with pytest.raises(ValueError, match=r"column 'date'.*'2019-13-45' \(row 1101, site B\) is not a date; 2 such"):
+        ingest({"source": "tables", "path": str(tmp_path / "bad_date.csv"), "statics_csv": static_path, "out": out})

@@ -92,7 +92,7 @@ def _as_dtypes(df: pd.DataFrame, dtypes: dict[str, str], table: str) -> pd.DataF
             continue
         try:
             if dtype.startswith("datetime64"):
-                out[col] = pd.to_datetime(out[col]).astype("datetime64[ns]")
+                out[col] = _to_datetime(out, col)
             elif dtype == "bool":
                 if out[col].isna().any():
                     raise ValueError("contains missing values")
@@ -102,6 +102,21 @@ def _as_dtypes(df: pd.DataFrame, dtypes: dict[str, str], table: str) -> pd.DataF
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{table} column {col!r} cannot be read as {dtype}: {exc}") from exc
     return out
+
+
+def _to_datetime(df: pd.DataFrame, col: str) -> pd.Series:
+    """df[col] as datetime64[ns]; an unreadable entry is named with its row (and site), not
+    left to pandas' format advice."""
+    try:
+        return pd.to_datetime(df[col]).astype("datetime64[ns]")
+    except (TypeError, ValueError):
+        parsed = pd.to_datetime(df[col], errors="coerce", format="mixed")
+        bad = df.index[parsed.isna() & df[col].notna()]
+        if not len(bad):
+            raise
+        where = f"row {df.index.get_loc(bad[0]) + 1}" + (f", site {df.at[bad[0], 'site_id']}" if "site_id" in df else "")
+        raise ValueError(f"{df.at[bad[0], col]!r} ({where}) is not a date; {len(bad)} such entr"
+                         f"{'y' if len(bad) == 1 else 'ies'}") from None
 
 
 def normalize_static(static_df: pd.DataFrame) -> pd.DataFrame:
