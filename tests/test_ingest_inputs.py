@@ -240,3 +240,21 @@ def test_own_tables_bad_inputs_are_named(tmp_path):
     bad_date.to_csv(tmp_path / "bad_date.csv", index=False)
     with pytest.raises(ValueError, match=r"column 'date'.*'2019-13-45' \(row 1101, site B\) is not a date; 2 such"):
         ingest({"source": "tables", "path": str(tmp_path / "bad_date.csv"), "statics_csv": static_path, "out": out})
+    # a site rejected for its statics: its reason, not its fine years' "site rejected"; units hinted
+    pd.read_csv(static_path).assign(bulk_density=[1400.0, 1500.0]).to_csv(tmp_path / "kg.csv", index=False)
+    with pytest.raises(ValueError, match=r"reasons: A: bulk_density 1400.0 g/cm3 outside \(0, 2.65\] \(kg/m3\? give "
+                                         r"g/cm3\) \| B: bulk_density 1500.0"):
+        ingest({"source": "tables", "path": daily_path, "statics_csv": str(tmp_path / "kg.csv"), "out": out})
+
+
+def test_a_site_rejected_for_its_statics_is_not_explained_by_its_fine_years():
+    from sptf_ray.data.validate import rejection_reasons, validate_sites
+
+    dates = pd.date_range("2019-01-01", "2020-12-31", freq="D")
+    daily = pd.DataFrame({"site_id": "A", "date": dates, "swc": 0.2, "precip_cm": 0.1, "pet_cm": 0.2, "lai": 1.0,
+                          "lst_c": 10.0})
+    static = pd.DataFrame({"site_id": ["A"], "lat": [45.0], "lon": [7.0], "sand": [0.4], "silt": [0.4],
+                           "clay": [0.2], "bulk_density": [1.4]})
+    _, _, report = validate_sites(static, daily)
+    assert rejection_reasons(report) == {"A": "texture sums to 1.0 % (sand+silt+clay must be 100 +- 2) "
+                                              "(fractions? give percent)"}

@@ -34,7 +34,7 @@ from sptf_ray import storage
 from sptf_ray.config import load_config, save_config
 from sptf_ray.data import schema
 from sptf_ray.data.forcing import MET_COLUMNS, check_station_inputs, derive_forcing
-from sptf_ray.data.validate import (QCConfig, SiteDataset, validate_sites, write_qc_report,
+from sptf_ray.data.validate import (SITE_REJECTED, QCConfig, SiteDataset, validate_sites, write_qc_report,
                                     write_site_dataset)
 
 CONFIG_FILE = "ingest_config.yaml"
@@ -389,8 +389,10 @@ def _raise_no_site_kept(report: pd.DataFrame, out: str, unmatched: dict) -> None
     for earlier in (storage.MANIFEST_NAME, schema.STATIC_FILE, schema.DAILY_FILE):  # an earlier ingest's
         storage.remove(storage.join(out, earlier))
     write_qc_report(report, out)
-    rejected = report[(report["status"] == "rejected") & (report["reason"].fillna("") != "")]
-    # one reason per site, a site-year's first: it says what was missing, the site row only "no years"
+    reason = report["reason"].fillna("")
+    rejected = report[(report["status"] == "rejected") & (reason != "") & (reason != SITE_REJECTED)]
+    # one reason per site, a site-year's own first: it says what was missing, the site row only
+    # "no years"; but a fine year at a site rejected for its statics says only "site rejected"
     first = rejected.sort_values("level", ascending=False, kind="stable").drop_duplicates("site_id")
     reasons = [f"{r.site_id}{'' if pd.isna(r.year) else ' ' + str(r.year)}: {r.reason}"
                for r in first.head(3).itertuples()]

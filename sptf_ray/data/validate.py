@@ -30,6 +30,7 @@ from sptf_ray.data import schema
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+SITE_REJECTED = "site rejected"  # the reason of a fine year at a site rejected for itself (its statics)
 REPORT_COLUMNS = {
     "site_id": "string",
     "year": "Int64",  # <NA> on site-level rows
@@ -217,7 +218,8 @@ def _check_static_row(row: pd.Series, cfg: QCConfig) -> tuple[list[str], list[st
             )
     bd = row["bulk_density"]
     if not pd.isna(bd) and not (0 < bd <= MAX_BULK_DENSITY):
-        reasons.append(f"bulk_density {bd} g/cm3 outside (0, {MAX_BULK_DENSITY}]")
+        hint = " (kg/m3? give g/cm3)" if 0 < bd / 1000.0 <= MAX_BULK_DENSITY else ""
+        reasons.append(f"bulk_density {bd} g/cm3 outside (0, {MAX_BULK_DENSITY}]{hint}")
     return reasons, missing
 
 
@@ -444,7 +446,7 @@ def validate_sites(static_df: pd.DataFrame, daily_df: pd.DataFrame, config: QCCo
             # Years may be fine, but the site cannot be used: say so on every year too.
             for row in rows:
                 if row["status"] == ACCEPTED:
-                    row["status"], row["reason"] = REJECTED, "site rejected"
+                    row["status"], row["reason"] = REJECTED, SITE_REJECTED
         elif not kept_years:
             n_acc = len(accepted)
             site_reasons.append(
@@ -565,7 +567,7 @@ def rejection_reasons(report: pd.DataFrame) -> dict[str, str]:
     years = _rejected_years(report)
     out = {}
     for row in _site_rows(report, accepted=False).itertuples():
-        detail = "; ".join(f"{year}: {why}" for year, why in years.get(row.site_id, []) if why)
+        detail = "; ".join(f"{year}: {why}" for year, why in years.get(row.site_id, []) if why and why != SITE_REJECTED)
         out[row.site_id] = f"{row.reason} ({detail})" if detail else str(row.reason)
     return out
 
