@@ -159,11 +159,14 @@ class PipelineConfig:
                              "(use 'both' for two models)")
         # Build every stage's own config once with placeholder paths: its checks run now, not mid-run.
         layout = RunLayout("/validate")
-        for model in self.models:
-            _surrogate_config(self, layout, model)
-            _sptf_config(self, layout, model)
-        if self.inversion.enabled:
-            _invert_config(self, layout, ["x"])
+        checks = [("surrogate", lambda m=m: _surrogate_config(self, layout, m)) for m in self.models]
+        checks += [("sptf", lambda m=m: _sptf_config(self, layout, m)) for m in self.models]
+        checks += [("inversion", lambda: _invert_config(self, layout, ["x"]))] if self.inversion.enabled else []
+        for section, check in checks:
+            try:
+                check()
+            except ValueError as exc:  # the stage's own config does not know which section it came from
+                raise ValueError(f"{section}: {exc}") from None
 
 
 @dataclass(frozen=True)

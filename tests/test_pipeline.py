@@ -30,6 +30,10 @@ def test_config_rejects_bad_values():
         load_config(PipelineConfig, {**TINY, "models": ["vgm", "fxw"]})
     with pytest.raises(ValueError, match="unknown config key"):
         load_config(PipelineConfig, {**TINY, "surrogate": {"epoch": 1}})
+    with pytest.raises(ValueError, match="^sptf: epochs and batch_size must be >= 1"):  # which section, too
+        load_config(PipelineConfig, {**TINY, "sptf": {**TINY["sptf"], "epochs": 0}})
+    with pytest.raises(ValueError, match="^inversion: "):
+        load_config(PipelineConfig, {**TINY, "inversion": {**TINY["inversion"], "max_sites": 0}})
     assert load_config(PipelineConfig, str(CONFIGS / "quickstart.yaml")).network.n_sites == 80
     assert load_config(PipelineConfig, str(CONFIGS / "paper.yaml")).dataset.days == 1095
     assert load_config(PipelineConfig, str(CONFIGS / "benchmark.yaml")).network.n_sites == 120
