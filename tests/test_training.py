@@ -387,7 +387,7 @@ def _check_predict_on_awkward_sites(bundle, sites, out, tmp_path, capsys):
     assert load_site_dataset(sites).static.equals(ds.static)
 
 
-def test_tune_sptf_one_trial(ray_runs, data):
+def test_tune_sptf_one_trial_resumes_and_refuses_other_settings(ray_runs, data, capsys, monkeypatch):
     from sptf_ray.training.tune import apply_trial, tune_model
 
     assert apply_trial({"network": {"model": "vgm"}}, {"hidden_size": 4, "lr": 0.1}, "t", "/s") == {
@@ -397,6 +397,27 @@ def test_tune_sptf_one_trial(ray_runs, data):
                                     ray_runs["store"], "tune-1", num_samples=1,
                                     space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
     assert cfg["hidden_size"] == 4 and np.isfinite(metrics["val_loss"]) and len(grid) == 1
+    best = json.loads(open(os.path.join(ray_runs["store"], "tune-1", "best.json")).read())
+    assert best["config"] == cfg and best["metrics"]["val_loss"] == metrics["val_loss"] and best["trials"] == 1
+    assert best["bundle"].startswith(os.path.join(ray_runs["store"], "tune-1", "trials", "trial-"))
+    from sptf_ray import storage
+
+    assert storage.verify_manifest(best["bundle"])  # the best trial's own SPTF bundle
+    # the same search again resumes it (a finished one: nothing is trained again), its paths
+    # taken as absolute (trials run in directories of their own) ...
+    capsys.readouterr()
+    monkeypatch.chdir(os.path.dirname(data["sites"]))
+    again = tune_model("sptf", {"data": os.path.basename(data["sites"]), "surrogate": ray_runs["surrogate"].bundle,
+                                "epochs": 1, "scaling": {"cpus_per_worker": 0.5}},
+                       ray_runs["store"], "tune-1", num_samples=1,
+                       space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
+    assert "[tune] resuming" in capsys.readouterr().out
+    assert again[0] == cfg and again[1]["val_loss"] == metrics["val_loss"] and len(again[2]) == 1
+    # ... and other settings under its name are refused
+    with pytest.raises(ValueError, match=r"other settings \(num_samples differ\)"):
+        tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "epochs": 1,
+                            "scaling": {"cpus_per_worker": 0.5}}, ray_runs["store"], "tune-1", num_samples=2,
+                   space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
     if not ray_runs["surrogate"].workers[0]["accelerator"]:  # a GPU-less machine: --use-gpu is refused up front
         with pytest.raises(ValueError, match=r"needs 1 GPU in all \(the cluster has 0\)"):
             tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "epochs": 1,

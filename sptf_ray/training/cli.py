@@ -155,4 +155,5 @@ def run_tune(args) -> int:
     name = base.pop("name", None) or f"tune-{args.kind}"
     config, metrics, _ = tune_model(args.kind, base, storage_path, name, args.num_samples, args.max_concurrent)
     print("best trial:", json.dumps(config, default=str), "metrics:", json.dumps(metrics, default=str))
+    print(f"best trial's bundle and all of the above: {storage_path}/{name}/best.json")
     return 0
