@@ -422,3 +422,7 @@ def test_tune_sptf_one_trial_resumes_and_refuses_other_settings(ray_runs, data, 
         with pytest.raises(ValueError, match=r"needs 1 GPU in all \(the cluster has 0\)"):
             tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "epochs": 1,
                                 "scaling": {"use_gpu": True}}, ray_runs["store"], "tune-gpu", num_samples=1)
+    with pytest.raises(RuntimeError, match=r"every trial of .*tune-broken failed \(1\); the first: .*no model bundle"):
+        tune_model("sptf", {"data": data["sites"], "surrogate": os.path.join(ray_runs["store"], "nope"), "epochs": 1,
+                            "scaling": {"cpus_per_worker": 0.5}}, ray_runs["store"], "tune-broken", num_samples=1,
+                   space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})

@@ -132,7 +132,9 @@ def tune_model(kind: str, base_config: dict, storage_path: str, name: str = "tun
         )
     grid = tuner.fit()
     if grid.num_errors == len(grid):
-        raise RuntimeError(f"tune: every trial of {experiment} failed ({len(grid)}); the first: {grid.errors[0]}")
+        first = getattr(grid.errors[0], "cause", None) or grid.errors[0]  # a RayTaskError's own: its traceback
+        raise RuntimeError(f"tune: every trial of {experiment} failed ({len(grid)}); the first: "
+                           f"{type(first).__name__}: {str(first).strip().splitlines()[-1]}")
     best = grid.get_best_result(metric=metric, mode="min")
     metrics = dict(best.metrics or {})
     bundle = storage.join(trials_path, f"trial-{metrics.get('trial_id')}", "bundle")  # apply_trial's run name
