@@ -203,16 +203,12 @@ class RunLayout:
 
 
 # --------------------------------------------------------------------------- stage configs
-def _abs(uri: str) -> str:
-    return uri if "://" in uri else os.path.abspath(uri)
-
-
 def _surrogate_config(cfg: PipelineConfig, layout: RunLayout, model: str):
     from sptf_ray.training.ray_train import SurrogateTrainConfig
 
     s = cfg.surrogate
     return load_config(SurrogateTrainConfig, {
-        "storage_path": _abs(layout.train), "name": f"surrogate-{model}", "data": layout.dataset,
+        "storage_path": storage.absolute(layout.train), "name": f"surrogate-{model}", "data": layout.dataset,
         "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
         "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
         "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling),
@@ -225,8 +221,8 @@ def _sptf_config(cfg: PipelineConfig, layout: RunLayout, model: str, data: str =
 
     s = cfg.sptf
     return load_config(SPTFTrainConfig, {
-        "storage_path": _abs(layout.train), "name": f"sptf-{model}", "data": data,
-        "surrogate": storage.join(_abs(layout.surrogate_run(model)), "bundle"),
+        "storage_path": storage.absolute(layout.train), "name": f"sptf-{model}", "data": data,
+        "surrogate": storage.join(storage.absolute(layout.surrogate_run(model)), "bundle"),
         "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
         "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
         "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,

@@ -109,6 +109,13 @@ def resolve(uri) -> tuple[pafs.FileSystem, str]:
     return fs, path.rstrip("/")
 
 
+def absolute(uri) -> str:
+    """A local path made absolute (a URI as it is): for paths handed to Ray workers and trials,
+    whose working directory is not the caller's."""
+    uri = os.fspath(uri)
+    return uri if "://" in uri else os.path.abspath(uri)
+
+
 def join(uri, *parts: str) -> str:
     """Join path parts onto a local path or URI with '/' (object stores have no os.sep)."""
     out = os.fspath(uri)

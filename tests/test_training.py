@@ -259,6 +259,19 @@ def test_a_joined_cluster_short_of_gpus_is_told_not_refused(ray_session, monkeyp
     assert capsys.readouterr().err == ""
 
 
+def test_training_takes_relative_paths(ray_runs, data, monkeypatch):
+    """Train's controller and workers do not share the caller's working directory."""
+    from sptf_ray.training.ray_train import train_sptf
+
+    store = ray_runs["store"]
+    monkeypatch.chdir(store)
+    out = train_sptf({"data": os.path.relpath(data["sites"]), "surrogate": os.path.relpath(ray_runs["surrogate"].bundle),
+                      "storage_path": "relative", "name": "sptf-rel", "epochs": 1, "batch_size": 8,
+                      "network": {"hidden_size": 4}, "scaling": {"cpus_per_worker": 0.5}})
+    assert out.bundle == os.path.join(store, "relative", "sptf-rel", "bundle")
+    assert [m["epoch"] for m in out.history] == [0]
+
+
 def test_ray_train_surrogate_end_to_end(ray_runs):
     import json
 

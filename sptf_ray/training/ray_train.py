@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import time
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -315,6 +316,13 @@ def _run_dir_state(cfg, compute_norm) -> dict:
 _CONTROLLER_POLL_ENV, _CONTROLLER_POLL_S = "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.2"
 
 
+def _with_absolute_paths(cfg):
+    """cfg with its local paths absolute: Train's controller and workers do not share the caller's
+    working directory (a relative storage_path is 'URI has empty scheme' to Ray Train)."""
+    paths = {k: storage.absolute(getattr(cfg, k)) for k in ("storage_path", "data", "surrogate") if getattr(cfg, k, "")}
+    return dataclasses.replace(cfg, **paths)
+
+
 def check_cluster_fits(scaling: ScalingArgs) -> None:
     """Refuse at once the workers a local Ray instance cannot hold: Train V2 retries an
     unschedulable worker group without end, waiting for an autoscaler."""
@@ -358,7 +366,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
     from sptf_ray.training.bundle import write_bundle
     from sptf_ray.training.data import SurrogateBatcher, fit_forcing_normalizer, shard_paths
 
-    cfg = load_config(SurrogateTrainConfig, config)
+    cfg = _with_absolute_paths(load_config(SurrogateTrainConfig, config))
     check_cluster_fits(cfg.scaling)  # before any data is read or written
     paths = shard_paths(cfg.data)
     _require_validation_sims(cfg, paths)
@@ -464,7 +472,7 @@ def train_sptf(config, callbacks=None) -> TrainOutcome:
     from sptf_ray.training.bundle import load_bundle, write_bundle
     from sptf_ray.training.data import build_sptf_arrays, fit_sptf_normalizers, load_site_samples
 
-    cfg = load_config(SPTFTrainConfig, config)
+    cfg = _with_absolute_paths(load_config(SPTFTrainConfig, config))
     check_cluster_fits(cfg.scaling)  # before any data is read or written
     sur = load_bundle(cfg.surrogate)
     if sur.kind != "surrogate":

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
 from sptf_ray import storage
 
@@ -55,10 +54,6 @@ def apply_trial(base: dict, trial: dict, name: str, storage_path: str) -> dict:
 PATH_KEYS = ("data", "surrogate")  # the trial configs' input paths
 
 
-def _absolute(path: str) -> str:
-    return str(path) if "://" in str(path) else os.path.abspath(path)
-
-
 def _resumes(experiment: str, ray_path: str, settings: dict) -> bool:
     """True when `experiment` holds a search Tune can restore, made with these settings; a new
     search records them. Other settings under the same name are an error, not a silent restart."""
@@ -94,8 +89,8 @@ def tune_model(kind: str, base_config: dict, storage_path: str, name: str = "tun
     if kind not in METRIC:
         raise ValueError(f"tune: kind must be 'surrogate' or 'sptf', got {kind!r}")
     # Tune runs each trial in a working directory of its own: a relative path would miss there.
-    storage_path = _absolute(storage_path)
-    base_config = {**base_config, **{k: _absolute(base_config[k]) for k in PATH_KEYS if base_config.get(k)}}
+    storage_path = storage.absolute(storage_path)
+    base_config = {**base_config, **{k: storage.absolute(base_config[k]) for k in PATH_KEYS if base_config.get(k)}}
     # A trial checks too, but inside Ray it cannot tell a local instance from one that may grow.
     check_cluster_fits(load_config(ScalingArgs, base_config.get("scaling") or {}))
     metric = METRIC[kind]
