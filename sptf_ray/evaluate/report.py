@@ -510,7 +510,8 @@ def _method_series(cfg: EvaluateConfig, static: pd.DataFrame, samples: pd.DataFr
     series = pd.concat(frames, ignore_index=True)  # site_id is str in every frame
     del frames, more  # days of every method: at network scale, holding the parts too doubles the peak
     split_of = samples.drop_duplicates("site_id").set_index("site_id")["split"].astype(str)
-    series["split"] = series["site_id"].map(split_of).fillna("unsplit")
+    series["split"] = series["site_id"].map(split_of).fillna("unsplit").astype("category")
+    series["method"] = series["method"].astype("category")  # a handful of names over millions of days
     series["counted"] = series["counted"].astype(bool)
     return series, params
 
