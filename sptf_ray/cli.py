@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from sptf_ray.errors import StageFailed
+
 # Stage modules, in pipeline order. A module that fails to import because an optional
 # dependency is missing only disables its own subcommand.
 STAGE_MODULES = (
@@ -38,6 +40,9 @@ def main(argv=None) -> int:
     except (ValueError, OSError) as exc:  # OSError: a path that is missing, a file, or not writable
         print(f"sptf {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except StageFailed as exc:
+        print(f"sptf {args.command}: failed: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         # Every file is written under a temporary name and renamed when complete: nothing is half-written.
         print(f"\nsptf {args.command}: interrupted; finished work is kept, and the same command resumes "

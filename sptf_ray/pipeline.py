@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from sptf_ray import storage
+from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.data.network import NetworkConfig
 from sptf_ray.dataset.build import DatasetConfig
@@ -476,7 +477,7 @@ class _Run:
                        **({"settings": settings} if settings else {}))
         make()
         if not done():
-            raise RuntimeError(f"{name} finished but its output {where} does not verify")
+            raise StageFailed(f"{name} finished but its output {where} does not verify")
         self.state.set(name, status="done", seconds=round(time.time() - t0, 1), made=_output_token(manifest_dir),
                        host=self.host)
         self.actions[name] = "ran"

@@ -311,6 +311,24 @@ def test_a_site_whose_every_simulation_fails_does_not_take_its_batch_down(small_
     pd.testing.assert_frame_equal(kept.drop(columns="seconds"), alone)  # what it gets alone
 
 
+def test_cli_reports_a_failed_batch_without_a_traceback(small_dataset, tmp_path, monkeypatch, capsys):
+    """The user reads what failed and that a re-run retries it; exit 1 (not 2: the input was fine)."""
+    import sptf_ray.inverse.job as job
+    from sptf_ray.cli import main
+
+    class FailsEverySite(SolverForward):
+        def simulate_batch(self, model, params, precip, pet, lai):
+            return np.full_like(super().simulate_batch(model, params, precip, pet, lai), np.nan)
+
+    monkeypatch.setattr(job, "make_forward", lambda spec, num_threads=None: FailsEverySite())
+    rc = main(["invert", small_dataset, "--out", str(tmp_path / "inv"), "--models", "fxw", "--max-sites", "1",
+               "--max-evals", "16", "--n-complexes", "1", "--no-ray"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert "sptf invert: failed: 1 batch(es) of sites failed (re-run to retry them" in err
+    assert "Traceback" not in err
+
+
 def test_a_failed_batch_carries_its_finished_sites_across_ray(ray_session):
     from sptf_ray.inverse.job import BatchFailed
 

@@ -28,6 +28,7 @@ import numpy as np
 import pyarrow as pa
 
 from sptf_ray import storage
+from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.dataset import sampling
 from sptf_ray.provenance import host_info
@@ -319,7 +320,7 @@ def build_dataset(config, out: str, *, executor: str = "auto", overwrite: bool =
             summaries[i] = build_shard(config, i, out, chash, pool)
             bar.update(summaries[i])
     if errors:
-        raise RuntimeError(f"build-dataset: {len(errors)} shard(s) failed (re-run to resume): "
+        raise StageFailed(f"build-dataset: {len(errors)} shard(s) failed (re-run to resume): "
                            + "; ".join(f"shard {i}: {e}" for i, e in sorted(errors.items())))
 
     shards = [summaries[i] for i in range(config.shards)]

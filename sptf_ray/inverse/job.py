@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from sptf_ray import storage
+from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_hash, config_to_dict, load_config, save_config
 from sptf_ray.inverse.site import (MODES, SCEUASettings, SimulationsFailed, SiteYear, invert_sites, make_forward,
                                    all_site_years, results_frame, validate_site)
@@ -421,7 +422,7 @@ def _host_of(site_file_metadata: dict) -> dict | None:
 
 def _raise_failures(failures: list[str]) -> None:
     if failures:
-        raise RuntimeError(f"{len(failures)} batch(es) of sites failed (re-run to retry them; finished sites are "
+        raise StageFailed(f"{len(failures)} batch(es) of sites failed (re-run to retry them; finished sites are "
                            "kept): " + " | ".join(f[:500] for f in failures[:5]))
 
 

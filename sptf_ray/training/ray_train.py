@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sptf_ray import storage
+from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.models import Normalizer, SPTFConfig, SurrogateConfig
 
@@ -340,10 +341,10 @@ def _fit(trainer_factory, cfg, score: str):
     storage.remove(storage.join(cfg.run_dir, WORKERS_DIR))  # an earlier attempt's ranks may not recur
     result = trainer_factory().fit()
     if result.error:
-        raise RuntimeError(f"training run {cfg.run_dir} failed: {result.error}")
+        raise StageFailed(f"training run {cfg.run_dir} failed: {result.error}")
     best = [(c, m) for c, m in (result.best_checkpoints or []) if score in m]
     if not best:
-        raise RuntimeError(f"training run {cfg.run_dir} produced no checkpoint")
+        raise StageFailed(f"training run {cfg.run_dir} produced no checkpoint")
     ckpt, metrics = min(best, key=lambda cm: cm[1][score])
     return ckpt, dict(metrics)
 

@@ -10,6 +10,7 @@ import copy
 import json
 
 from sptf_ray import storage
+from sptf_ray.errors import StageFailed
 
 SETTINGS_FILE = "sptf_tune.json"  # the search's settings, checked when the same name runs again
 BEST_FILE = "best.json"  # the best trial's config and metrics
@@ -128,7 +129,7 @@ def tune_model(kind: str, base_config: dict, storage_path: str, name: str = "tun
     grid = tuner.fit()
     if grid.num_errors == len(grid):
         first = getattr(grid.errors[0], "cause", None) or grid.errors[0]  # a RayTaskError's own: its traceback
-        raise RuntimeError(f"tune: every trial of {experiment} failed ({len(grid)}); the first: "
+        raise StageFailed(f"tune: every trial of {experiment} failed ({len(grid)}); the first: "
                            f"{type(first).__name__}: {str(first).strip().splitlines()[-1]}")
     best = grid.get_best_result(metric=metric, mode="min")
     metrics = dict(best.metrics or {})
