@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -104,6 +105,28 @@ def test_the_cli_offers_every_schedule_without_importing_torch():
     assert out.strip().split(",") == ["constant", "cosine"]
 
 
+def test_training_commands_refuse_missing_inputs_before_ray_starts(data, tmp_path, monkeypatch, capsys):
+    import sptf_ray.training.cli as training_cli
+    from sptf_ray.cli import main
+
+    def no_ray(address=None):
+        raise AssertionError("Ray was started before the inputs were checked")
+
+    monkeypatch.setattr(training_cli, "ensure_ray", no_ray)
+    out = str(tmp_path / "runs")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [(["train-surrogate", "--data", str(empty)], "no shard-\\*.parquet files in .*empty"),
+             (["train-sptf", "--data", str(empty), "--surrogate", str(empty)], "site dataset .*empty: missing"),
+             (["train-sptf", "--data", data["sites"], "--surrogate", str(empty)], "no surrogate bundle at .*empty"),
+             (["tune", "surrogate", "--data", str(tmp_path / "nope")], "nope"),
+             (["train-surrogate", "--data", str(empty), "--epochs", "0"], "epochs and batch_size must be >= 1")]
+    for argv, message in cases:
+        assert main([*argv, "--out", out]) == 2, argv
+        assert re.search(message, capsys.readouterr().err), argv
+    assert not os.path.exists(out)
+
+
 def test_train_config_rejects_a_bad_schedule():
     from sptf_ray.config import load_config
     from sptf_ray.training.ray_train import SurrogateTrainConfig
@@ -188,7 +211,7 @@ def test_count_split_matches_the_hash_split(data):
     assert count_split(paths, "fxw", "val", seed=3, val_fraction=0.5) == 0
 
 
-def test_surrogate_training_refuses_a_dataset_without_validation_sims(data, tmp_path):
+def test_surrogate_training_refuses_a_dataset_without_validation_sims(ray_session, data, tmp_path):
     from sptf_ray.training.data import count_split
     from sptf_ray.training.ray_train import train_surrogate
 
@@ -435,7 +458,13 @@ def test_tune_sptf_one_trial_resumes_and_refuses_other_settings(ray_runs, data, 
         with pytest.raises(ValueError, match=r"needs 1 GPU in all \(the cluster has 0\)"):
             tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "epochs": 1,
                                 "scaling": {"use_gpu": True}}, ray_runs["store"], "tune-gpu", num_samples=1)
-    with pytest.raises(RuntimeError, match=r"every trial of .*tune-broken failed \(1\); the first: .*no model bundle"):
-        tune_model("sptf", {"data": data["sites"], "surrogate": os.path.join(ray_runs["store"], "nope"), "epochs": 1,
+    # a missing input is refused before any trial; a search space that fails every trial is named
+    with pytest.raises(FileNotFoundError, match=r"no surrogate bundle at .*nope"):
+        tune_model("sptf", {"data": data["sites"], "surrogate": os.path.join(ray_runs["store"], "nope"), "epochs": 1},
+                   ray_runs["store"], "tune-missing", num_samples=1)
+    assert not os.path.exists(os.path.join(ray_runs["store"], "tune-missing"))
+    with pytest.raises(RuntimeError, match=r"every trial of .*tune-broken failed \(1\); the first: "
+                                           r"ValueError: .*hidden_size must be >= 1"):
+        tune_model("sptf", {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "epochs": 1,
                             "scaling": {"cpus_per_worker": 0.5}}, ray_runs["store"], "tune-broken", num_samples=1,
-                   space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [4])})
+                   space={"lr": ("loguniform", 1e-3, 1e-2), "hidden_size": ("choice", [0])})

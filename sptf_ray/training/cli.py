@@ -104,21 +104,33 @@ def ensure_ray(address: str | None = None) -> None:
     connect_ray(address, include_dashboard=True)  # Train V2 needs the dashboard (state API)
 
 
-def run_train_surrogate(args) -> int:
-    from sptf_ray.training.ray_train import train_surrogate
+def _checked(config_class, args) -> dict:
+    """The merged config, validated and its inputs found before Ray takes seconds to start."""
+    from sptf_ray.config import load_config
+    from sptf_ray.training.ray_train import check_inputs
 
+    merged = _merged(args)
+    check_inputs(load_config(config_class, merged))
+    return merged
+
+
+def run_train_surrogate(args) -> int:
+    from sptf_ray.training.ray_train import SurrogateTrainConfig, train_surrogate
+
+    config = _checked(SurrogateTrainConfig, args)
     ensure_ray(args.address)
-    out = train_surrogate(_merged(args))
+    out = train_surrogate(config)
     print(f"surrogate bundle: {out.bundle} (best val_mse {out.best_metrics.get('val_mse'):.3g})")
     print(trained_on_line(out.workers))
     return 0
 
 
 def run_train_sptf(args) -> int:
-    from sptf_ray.training.ray_train import train_sptf
+    from sptf_ray.training.ray_train import SPTFTrainConfig, train_sptf
 
+    config = _checked(SPTFTrainConfig, args)
     ensure_ray(args.address)
-    out = train_sptf(_merged(args))
+    out = train_sptf(config)
     print(f"SPTF bundle: {out.bundle} (best val_loss {out.best_metrics.get('val_loss'):.3g})")
     print(trained_on_line(out.workers))
     return 0
@@ -145,14 +157,15 @@ def run_predict(args) -> int:
 def run_tune(args) -> int:
     import json
 
-    from sptf_ray.training.tune import tune_model
+    from sptf_ray.training.tune import check_base, tune_model
 
-    ensure_ray(args.address)
     base = _merged(args)
     storage_path = base.pop("storage_path", None)
     if not storage_path:
         raise ValueError("--out (or storage_path in --config) is required")
     name = base.pop("name", None) or f"tune-{args.kind}"
+    check_base(args.kind, base, storage_path)
+    ensure_ray(args.address)
     config, metrics, _ = tune_model(args.kind, base, storage_path, name, args.num_samples, args.max_concurrent)
     print("best trial:", json.dumps(config, default=str), "metrics:", json.dumps(metrics, default=str))
     print(f"best trial's bundle and all of the above: {storage_path}/{name}/best.json")

@@ -35,7 +35,7 @@ CONFIG_FILE = "config.yaml"
 WORKERS_DIR = "workers"
 
 __all__ = ["ScalingArgs", "SurrogateTrainConfig", "SPTFTrainConfig", "train_surrogate", "train_sptf",
-           "MetricsCallback", "TrainOutcome", "read_workers", "check_cluster_fits"]
+           "MetricsCallback", "TrainOutcome", "read_workers", "check_cluster_fits", "check_inputs"]
 
 
 @dataclass
@@ -324,10 +324,30 @@ def _with_absolute_paths(cfg):
     return dataclasses.replace(cfg, **paths)
 
 
+def check_inputs(cfg: "SurrogateTrainConfig | SPTFTrainConfig") -> None:
+    """The run's inputs are there: checked before Ray starts, and before Tune launches trials
+    that would each fail on the same missing path."""
+    if isinstance(cfg, SurrogateTrainConfig):
+        from sptf_ray.training.data import shard_paths
+
+        shard_paths(cfg.data, verify=False)  # the run verifies the manifest itself
+        return
+    from sptf_ray.data import schema
+
+    for name in (schema.STATIC_FILE, schema.DAILY_FILE):
+        if not storage.exists(storage.join(cfg.data, name)):
+            raise FileNotFoundError(f"site dataset {cfg.data}: missing {name}")
+    if not storage.exists(storage.join(cfg.surrogate, storage.MANIFEST_NAME)):
+        raise FileNotFoundError(f"no surrogate bundle at {cfg.surrogate} (manifest.json missing)")
+
+
 def check_cluster_fits(scaling: ScalingArgs) -> None:
     """Refuse at once the workers a local Ray instance cannot hold: Train V2 retries an
-    unschedulable worker group without end, waiting for an autoscaler."""
-    from sptf_ray.jobs_common import check_resources
+    unschedulable worker group without end, waiting for an autoscaler. Without Ray yet it
+    starts the instance Train would (with the dashboard Train V2 needs), or joins RAY_ADDRESS."""
+    from sptf_ray.jobs_common import check_resources, connect_ray
+
+    connect_ray(None, include_dashboard=True)
 
     per_worker = {"CPU": scaling.cpus_per_worker, **({"GPU": scaling.gpus_per_worker} if scaling.use_gpu else {})}
     hint = " (drop --use-gpu on a machine without one)" if scaling.use_gpu else ""

@@ -75,6 +75,17 @@ def _resumes(experiment: str, ray_path: str, settings: dict) -> bool:
     return restorable
 
 
+def check_base(kind: str, base_config: dict, storage_path: str) -> None:
+    """A trial's config from base_config validates and its inputs exist; else every trial would fail alike."""
+    from sptf_ray.config import load_config
+    from sptf_ray.training.ray_train import SPTFTrainConfig, SurrogateTrainConfig, check_inputs
+
+    if kind not in METRIC:
+        raise ValueError(f"tune: kind must be 'surrogate' or 'sptf', got {kind!r}")
+    config_class = SurrogateTrainConfig if kind == "surrogate" else SPTFTrainConfig
+    check_inputs(load_config(config_class, apply_trial(base_config, {}, "trial", storage_path)))
+
+
 def tune_model(kind: str, base_config: dict, storage_path: str, name: str = "tune", num_samples: int = 8,
                max_concurrent: int = 1, space: dict | None = None, grace_period: int = 1, seed: int = 0):
     """Run the search, or resume the one of the same name under storage_path (its settings must
@@ -87,8 +98,7 @@ def tune_model(kind: str, base_config: dict, storage_path: str, name: str = "tun
     from sptf_ray.config import load_config
     from sptf_ray.training.ray_train import ScalingArgs, check_cluster_fits, train_sptf, train_surrogate
 
-    if kind not in METRIC:
-        raise ValueError(f"tune: kind must be 'surrogate' or 'sptf', got {kind!r}")
+    check_base(kind, base_config, storage_path)
     # Tune runs each trial in a working directory of its own: a relative path would miss there.
     storage_path = storage.absolute(storage_path)
     base_config = {**base_config, **{k: storage.absolute(base_config[k]) for k in PATH_KEYS if base_config.get(k)}}
