@@ -101,6 +101,8 @@ def test_a_run_dir_is_scored_against_the_site_data_it_was_made_from(tmp_path):
     assert EvaluateConfig(run_dir=str(run), data="/given").resolved().data == "/given"  # --data wins
     with pytest.raises(FileNotFoundError, match=r"no site dataset at .*stations to score .*--data DIR"):
         evaluate_run({"run_dir": str(run)})
+    with pytest.raises(FileNotFoundError, match=r"no run directory at .*elsewhere"):
+        evaluate_run({"run_dir": str(tmp_path / "elsewhere")})
 
 
 def test_a_device_this_machine_lacks_is_refused_before_any_scoring(tiny_run, tmp_path):

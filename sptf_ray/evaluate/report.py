@@ -542,7 +542,10 @@ def evaluate_run(config, progress=print) -> dict:
     from sptf_ray.training.data import load_site_samples
 
     t0 = time.time()
-    cfg = load_config(EvaluateConfig, config).resolved()
+    cfg = load_config(EvaluateConfig, config)
+    if cfg.run_dir and not storage.exists(cfg.run_dir):
+        raise FileNotFoundError(f"no run directory at {cfg.run_dir} (a `sptf run --out` directory)")
+    cfg = cfg.resolved()
     check_device(cfg.device)  # before minutes of scoring, not at the sensitivity analyses after them
     if not storage.exists(storage.join(cfg.data, "sites.parquet")):
         raise FileNotFoundError(f"no site dataset at {cfg.data} to score {cfg.run_dir or cfg.out} against: give "
