@@ -136,6 +136,31 @@ def test_train_config_rejects_a_bad_schedule():
         load_config(SurrogateTrainConfig, {**base, "lr_schedule": "linear"})
     with pytest.raises(ValueError, match="lr_final_fraction"):
         load_config(SurrogateTrainConfig, {**base, "lr_schedule": "cosine", "lr_final_fraction": 0.0})
+    with pytest.raises(ValueError, match="log_level must be one of"):
+        load_config(SurrogateTrainConfig, {**base, "log_level": "LOUD"})
+
+
+def test_ray_train_and_data_epoch_lines_leave_the_console_but_not_warnings():
+    import importlib.util
+    import logging
+
+    import ray.data  # configures the ray.data logger and its console handler
+    assert ray.data.DataContext is not None
+
+    from sptf_ray.training.ray_train import quiet_ray_console
+
+    report_logger = logging.getLogger(importlib.util.find_spec("ray.train.v2._internal.execution.context").origin)
+    consoles = [h for h in logging.getLogger("ray.data").handlers if isinstance(h, logging.StreamHandler)]
+    assert consoles, "Ray Data no longer logs to the console through its own handler"
+    before = [h.level for h in consoles], report_logger.level
+    try:
+        quiet_ray_console("WARNING")
+        assert all(h.level == logging.WARNING for h in consoles)
+        assert not report_logger.isEnabledFor(logging.INFO) and report_logger.isEnabledFor(logging.WARNING)
+    finally:
+        for h, level in zip(consoles, before[0]):
+            h.setLevel(level)
+        report_logger.setLevel(before[1])
 
 
 def test_sptf_trains_through_frozen_surrogate(sptf_setup):

@@ -71,6 +71,9 @@ def _check_schedule(schedule: str, final_fraction: float) -> None:
         raise ValueError(f"lr_final_fraction must be in (0, 1], got {final_fraction}")
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
 @dataclass
 class _RunArgs:
     storage_path: str = ""  # run directories live under it (local path or URI)
@@ -84,6 +87,9 @@ class _RunArgs:
     grad_clip: float = 1.0
     max_failures: int = 0
     num_to_keep: int = 2
+    # Ray Train's own console lines (worker group started, checkpoint saved, each report): at
+    # INFO they outnumber the epoch lines ten to one; the run's files keep every level.
+    log_level: str = "WARNING"
     scaling: ScalingArgs = field(default_factory=ScalingArgs)
 
     def _validate_run(self) -> None:
@@ -96,6 +102,8 @@ class _RunArgs:
         _check_schedule(self.lr_schedule, self.lr_final_fraction)
         if self.max_failures < -1 or self.num_to_keep < 1:
             raise ValueError("max_failures must be >= -1 and num_to_keep >= 1")
+        if self.log_level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {list(LOG_LEVELS)}, got {self.log_level!r}")
 
     @property
     def run_dir(self) -> str:
@@ -187,12 +195,31 @@ MetricsCallback = _make_metrics_callback  # factory (ray imported lazily)
 
 
 # ------------------------------------------------------------------------------ helpers in workers
-def _worker_setup(seed: int):
+def quiet_ray_console(level: str) -> None:
+    """Show Ray Data's and Ray Train's per-epoch console lines in this process only at `level`
+    or above (Ray Data's log file keeps them). LoggingConfig cannot: Train logs each report
+    through a logger named by its file's path, outside `ray.train`."""
+    import importlib.util
+    import logging
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(level)
+    try:
+        spec = importlib.util.find_spec("ray.train.v2._internal.execution.context")
+    except ImportError:  # another Ray layout: its lines stay, nothing else changes
+        spec = None
+    if spec is not None and spec.origin:
+        logging.getLogger(spec.origin).setLevel(level)
+
+
+def _worker_setup(seed: int, log_level: str = "INFO"):
     import ray.train
     import ray.train.torch
 
     from sptf_ray.training.loops import seed_everything
 
+    quiet_ray_console(log_level)
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     seed_everything(seed + rank)
@@ -270,7 +297,7 @@ def _surrogate_loop(config: dict) -> None:
     from sptf_ray.training.loops import evaluate_surrogate, seed_everything, train_surrogate_epoch
 
     cfg = load_config(SurrogateTrainConfig, config["cfg"])
-    rank, world, device = _worker_setup(cfg.seed)
+    rank, world, device = _worker_setup(cfg.seed, cfg.log_level)
     model = ray.train.torch.prepare_model(Surrogate(cfg.network))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start = _restore(model, optimizer, device)
@@ -299,6 +326,7 @@ def _shard_dataset(paths, batcher, filesystem, materialize: bool = True, preserv
     ds = ds.map_batches(batcher, batch_format="pyarrow", zero_copy_batch=True)
     # Materializing runs here, not under the trainer's DataConfig: the order is fixed now.
     ds.context.execution_options.preserve_order = preserve_order
+    ds.context.print_on_execution_start = False  # two log lines per split per epoch otherwise
     return ds.materialize() if materialize else ds
 
 
@@ -389,6 +417,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
 
     cfg = _with_absolute_paths(load_config(SurrogateTrainConfig, config))
     check_cluster_fits(cfg.scaling)  # before any data is read or written
+    quiet_ray_console(cfg.log_level)
     paths = shard_paths(cfg.data)
     _require_validation_sims(cfg, paths)
     storage.makedirs(cfg.run_dir)
@@ -445,6 +474,7 @@ def _run_config(cfg, score: str, label: str, callbacks=None):
         checkpoint_config=ray.train.CheckpointConfig(num_to_keep=cfg.num_to_keep, checkpoint_score_attribute=score,
                                                      checkpoint_score_order="min"),
         callbacks=[_make_metrics_callback(cfg.run_dir, label, cfg.epochs)] + list(callbacks or []),
+        logging_config=ray.train.LoggingConfig(log_level=cfg.log_level),
     )
 
 
@@ -460,7 +490,7 @@ def _sptf_loop(config: dict) -> None:
     from sptf_ray.training.loops import SPTFContext, evaluate_sptf, seed_everything, train_sptf_epoch
 
     cfg = load_config(SPTFTrainConfig, config["cfg"])
-    rank, world, device = _worker_setup(cfg.seed)
+    rank, world, device = _worker_setup(cfg.seed, cfg.log_level)
     sur = load_bundle(cfg.surrogate, map_location=device)
     norms = {k: load_config(Normalizer, v) for k, v in config["norms"].items()}
     ctx = SPTFContext(sur.model, cfg.network.model, norms["daily"], norms["static"], sur.normalization["forcing"])
