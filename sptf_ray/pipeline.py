@@ -74,6 +74,7 @@ class SurrogateStage:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     max_failures: int = 0
+    log_level: str = "WARNING"  # Ray Train's own console lines (TrainConfig.log_level)
     scaling: ScalingArgs = field(default_factory=ScalingArgs)
 
 
@@ -89,6 +90,7 @@ class SPTFStage:
     hidden_size: int = 128
     dropout: float = 0.0
     max_failures: int = 0
+    log_level: str = "WARNING"  # Ray Train's own console lines (TrainConfig.log_level)
     scaling: ScalingArgs = field(default_factory=ScalingArgs)
 
 
@@ -212,7 +214,7 @@ def _surrogate_config(cfg: PipelineConfig, layout: RunLayout, model: str):
         "storage_path": storage.absolute(layout.train), "name": f"surrogate-{model}", "data": layout.dataset,
         "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
         "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
-        "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling),
+        "max_failures": s.max_failures, "log_level": s.log_level, "scaling": config_to_dict(s.scaling),
         "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout},
         "seq_len": s.seq_len, "val_fraction": s.val_fraction, "test_fraction": s.test_fraction})
 
@@ -226,7 +228,7 @@ def _sptf_config(cfg: PipelineConfig, layout: RunLayout, model: str, data: str =
         "surrogate": storage.join(storage.absolute(layout.surrogate_run(model)), "bundle"),
         "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
         "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
-        "max_failures": s.max_failures, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,
+        "max_failures": s.max_failures, "log_level": s.log_level, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,
         "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout}})
 
 
@@ -257,7 +259,8 @@ class _State:
 
 
 # Settings that change how a stage runs, not what it produces: changing them never invalidates output.
-_EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task", "sites_per_batch"})
+_EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "cpus_per_task", "sites_per_batch",
+                            "log_level"})
 # Settings added after run directories existed, at the value that reproduces the old behaviour:
 # left out of the hash there, so a run made before them still verifies and is not made again.
 _NEUTRAL_LATER_SETTINGS = {"lr_schedule": "constant", "lr_final_fraction": 0.01}

@@ -163,6 +163,8 @@ def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
     assert _hash("surrogate", SurrogateStage()) == _hash("surrogate", before)
     cosine = dataclasses.replace(SurrogateStage(), lr_schedule="cosine")
     assert _hash("surrogate", cosine) != _hash("surrogate", before)
+    chatty = dataclasses.replace(SurrogateStage(), log_level="INFO")  # what the console shows is no result
+    assert _hash("surrogate", chatty) == _hash("surrogate", SurrogateStage())
 
 
 def test_the_predict_and_evaluate_device_does_not_change_their_stage_hashes():
