@@ -391,6 +391,10 @@ def run_pipeline(config, out: str, progress: Callable[[str], None] = print, stop
     if stop_after is not None:
         cfg = dataclasses.replace(cfg, stop_after=stop_after)
         cfg.validate()
+    if cfg.sites:  # before a run directory is made or Ray started for data that is not there
+        from sptf_ray.data.validate import require_site_dataset
+
+        require_site_dataset(cfg.sites)
     out = str(out)
     storage.makedirs(out)
     save_config(cfg, storage.join(out, RESOLVED_CONFIG))

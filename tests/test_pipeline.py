@@ -151,6 +151,13 @@ def _check_inputs_made_again_are_followed(out, log):
     assert [(w["rank"], w["world_size"]) for w in trained_on] == [(0, 2), (1, 2)]
 
 
+def test_missing_site_data_is_refused_before_a_run_directory_is_made(tmp_path):
+    (tmp_path / "stations").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"site dataset .*stations: missing .*sites.parquet"):
+        run_pipeline({"sites": str(tmp_path / "stations")}, str(tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
     """A run directory made before lr_schedule existed still verifies; choosing cosine changes the hash."""
     import dataclasses

@@ -579,6 +579,15 @@ def rejected_years_of_kept_sites(report: pd.DataFrame) -> dict[str, list[str]]:
             for sid, years in _rejected_years(report).items() if sid in kept}
 
 
+def require_site_dataset(dir_uri) -> tuple[str, str]:
+    """The URIs of a site dataset's site and daily tables; FileNotFoundError naming the one missing."""
+    uris = storage.join(dir_uri, schema.STATIC_FILE), storage.join(dir_uri, schema.DAILY_FILE)
+    for uri in uris:
+        if not storage.exists(uri):
+            raise FileNotFoundError(f"site dataset {dir_uri}: missing {uri}")
+    return uris
+
+
 def load_site_dataset(dir_uri, validate: bool = False, config: QCConfig | dict | None = None) -> SiteDataset:
     """Read a site dataset directory (schema.py format).
 
@@ -586,11 +595,7 @@ def load_site_dataset(dir_uri, validate: bool = False, config: QCConfig | dict |
     must verify. With `validate=True`, runs `validate_sites` and returns the clean tables
     with the report.
     """
-    static_uri = storage.join(dir_uri, schema.STATIC_FILE)
-    daily_uri = storage.join(dir_uri, schema.DAILY_FILE)
-    for uri in (static_uri, daily_uri):
-        if not storage.exists(uri):
-            raise FileNotFoundError(f"site dataset {dir_uri}: missing {uri}")
+    static_uri, daily_uri = require_site_dataset(dir_uri)
     if storage.exists(storage.join(dir_uri, storage.MANIFEST_NAME)) and not storage.verify_manifest(dir_uri):
         raise ValueError(f"site dataset {dir_uri}: manifest does not verify (incomplete or modified)")
     static = normalize_static(storage.read_parquet(static_uri))

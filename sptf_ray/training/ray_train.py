@@ -360,11 +360,9 @@ def check_inputs(cfg: "SurrogateTrainConfig | SPTFTrainConfig") -> None:
 
         shard_paths(cfg.data, verify=False)  # the run verifies the manifest itself
         return
-    from sptf_ray.data import schema
+    from sptf_ray.data.validate import require_site_dataset
 
-    for name in (schema.STATIC_FILE, schema.DAILY_FILE):
-        if not storage.exists(storage.join(cfg.data, name)):
-            raise FileNotFoundError(f"site dataset {cfg.data}: missing {name}")
+    require_site_dataset(cfg.data)
     if not storage.exists(storage.join(cfg.surrogate, storage.MANIFEST_NAME)):
         raise FileNotFoundError(f"no surrogate bundle at {cfg.surrogate} (manifest.json missing)")
 
