@@ -39,3 +39,44 @@ def simulation_figure(dates, swc, daily_fluxes, precip, labels, title="") -> byt
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
     return buf.getvalue()
+
+
+VALIDATION_SCORES = ("val_mse", "val_loss")  # the surrogate's, the SPTF's: what picks the kept checkpoint
+
+
+def validation_score(history: list[dict]) -> str:
+    """The validation metric a training run's epochs carry (KeyError naming both when neither)."""
+    for key in VALIDATION_SCORES:
+        if history and key in history[0]:
+            return key
+    raise KeyError(f"no validation score ({' or '.join(VALIDATION_SCORES)}) in the run's metrics")
+
+
+def learning_curves_figure(histories: dict) -> bytes | None:
+    """PNG bytes: a panel per training run ({name: its epochs' metrics}), training loss and the
+    validation score per epoch on a log scale, the kept (best) epoch marked; None without epochs."""
+    runs = {name: h for name, h in histories.items() if h}
+    if not runs:
+        return None
+    plt = _pyplot()
+    ncols = min(2, len(runs))
+    nrows = -(-len(runs) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.2 * nrows), squeeze=False)
+    for ax, (name, history) in zip(axes.flat, runs.items()):
+        score = validation_score(history)
+        epochs = np.array([m["epoch"] + 1 for m in history])
+        for key in ("train_loss", score):
+            ax.plot(epochs, [m.get(key, np.nan) for m in history], lw=1.2, label=key)
+        best = min(history, key=lambda m: m[score])
+        ax.axvline(best["epoch"] + 1, color="grey", ls=":", lw=1, label=f"kept: epoch {best['epoch'] + 1}")
+        ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(runs):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    return buf.getvalue()

@@ -1,4 +1,6 @@
 """`sptf evaluate` on a tiny fabricated run: a small virtual network plus fake predict/inversion outputs."""
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -47,7 +49,24 @@ def tiny_run(tmp_path_factory):
     (run / "inversion").mkdir()
     inv.to_parquet(run / "inversion" / "inversion.parquet")
     storage.write_manifest(str(run / "inversion"), ["inversion.parquet"])
+    # a training run's epochs as Ray Train's callback writes them: the best is the second
+    (run / "train" / "surrogate-vgm").mkdir(parents=True)
+    (run / "train" / "surrogate-vgm" / "metrics.jsonl").write_text("".join(
+        json.dumps({"epoch": e, "train_loss": t, "val_mse": v}) + "\n"
+        for e, t, v in [(0, 4e-3, 3e-3), (1, 2e-3, 1.5e-4), (2, 1e-3, 2e-4)]))
     return run
+
+
+def test_learning_curves_need_epochs_and_a_validation_score():
+    from sptf_ray.plotting import learning_curves_figure, validation_score
+
+    assert learning_curves_figure({}) is None and learning_curves_figure({"surrogate": []}) is None
+    assert validation_score([{"epoch": 0, "val_loss": 1.0}]) == "val_loss"
+    with pytest.raises(KeyError, match="val_mse or val_loss"):
+        validation_score([{"epoch": 0, "train_loss": 1.0}])
+    runs = {f"run-{i}": [{"epoch": e, "train_loss": 1.0 / (e + 1), "val_mse": 2.0 / (e + 1)} for e in range(4)]
+            for i in range(3)}
+    assert learning_curves_figure(runs).startswith(b"\x89PNG\r\n\x1a\n")  # 3 panels on a 2 x 2 grid
 
 
 def test_report_from_tiny_run(tiny_run):
@@ -76,6 +95,10 @@ def test_report_from_tiny_run(tiny_run):
     assert "Headline" in md and "SPTF-VGM" in md and "Predicted vs true" in md
     assert (tiny_run / REPORT_HTML).read_text().startswith("<!doctype html>")
     assert any(f.endswith(".png") for f in res["files"])
+    # training: the kept epoch (1-based) and its scores, with the curves drawn
+    assert "| surrogate-vgm | 3 | 2 | val_mse | 0.00015 | 0.002 | 0.003 |" in md
+    assert "sptf-vgm" not in md.split("## Training")[1].split("## Figures")[0]  # no such run: no row
+    assert "figures/learning_curves.png" in res["files"]
     for f in res["files"]:
         assert (tiny_run / f).stat().st_size > 0
     assert verify_evaluation(str(tiny_run))

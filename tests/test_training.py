@@ -378,6 +378,9 @@ def test_ray_train_sptf_keeps_best_resumes_and_predicts(ray_runs, data, tmp_path
     assert [m["epoch"] for m in sptf.history] == [0, 1]
     np.testing.assert_allclose([m["lr"] for m in sptf.history], [1e-2, 1e-4])  # cosine over the 2 epochs
     assert sptf.best_metrics["val_loss"] == min(m["val_loss"] for m in sptf.history)
+    for run in (sptf, ray_runs["surrogate"]):  # each run's curve beside its metrics
+        with open(os.path.join(run.run_dir, "learning_curve.png"), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     b = load_bundle(sptf.bundle)
     assert b.kind == "sptf" and b.surrogate is not None and b.surrogate.kind == "surrogate"
     assert set(b.normalization) == {"daily", "static"}

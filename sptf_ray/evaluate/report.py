@@ -516,6 +516,34 @@ def _method_series(cfg: EvaluateConfig, static: pd.DataFrame, samples: pd.DataFr
     return series, params
 
 
+def _training_histories(run_dir: str) -> dict[str, list[dict]]:
+    """{run name: its epochs' metrics} of the `sptf run` training runs under run_dir/train."""
+    from sptf_ray.training.ray_train import read_metrics
+
+    if not run_dir:
+        return {}
+    names = [f"{kind}-{model}" for kind in ("surrogate", "sptf") for model in PARAM_NAMES]
+    histories = {name: read_metrics(storage.join(run_dir, "train", name)) for name in names}
+    return {name: h for name, h in histories.items() if h}
+
+
+def _training_table(histories: dict[str, list[dict]]) -> pd.DataFrame:
+    """Per training run: epochs run, the kept (best on validation) epoch and its scores."""
+    from sptf_ray.plotting import validation_score
+
+    rows = []
+    for name, history in histories.items():
+        score = validation_score(history)
+        best = min(history, key=lambda m: m[score])
+        rows.append({"run": name, "epochs": len(history), "kept_epoch": best["epoch"] + 1, "validation": score,
+                     "val_at_kept": best[score], "train_loss_at_kept": best.get("train_loss", np.nan),
+                     "val_at_first": history[0][score]})
+    table = pd.DataFrame(rows)
+    for column in ("val_at_kept", "train_loss_at_kept", "val_at_first"):  # 1e-4 and 1e-2 both readable
+        table[column] = table[column].map(lambda v: f"{v:.3g}")
+    return table
+
+
 def _put_figures(put: Callable, series: pd.DataFrame, per: pd.DataFrame, static: pd.DataFrame,
                  fi_rows: pd.DataFrame, len_summary: pd.DataFrame, eval_split: str, n_timeseries: int) -> list:
     """The report's figures, each written through put(name, png bytes or None); their names."""
@@ -583,6 +611,11 @@ def evaluate_run(config, progress=print) -> dict:
 
     eval_split = "test" if (series["split"] == "test").any() else series["split"].iloc[0]
     figs = _put_figures(put, series, per, static, fi_rows, len_summary, eval_split, cfg.n_timeseries)
+    histories = _training_histories(cfg.run_dir)
+    if histories:
+        from sptf_ray.plotting import learning_curves_figure
+
+        figs.append(put(f"{FIGURES_DIR}/learning_curves.png", learning_curves_figure(histories)))
 
     headline = summary[summary["split"] == eval_split].drop(columns="split")
     blocks = [("h1", "sptf-ray evaluation report"),
@@ -609,6 +642,9 @@ def evaluate_run(config, progress=print) -> dict:
     if not len_summary.empty:
         blocks += [("h2", f"Input-length sensitivity (the SPTF reads a random window of the historical year; "
                           f"mean of {cfg.length_windows} windows)"), ("p", SURROGATE_SCORED), ("table", len_summary)]
+    if histories:
+        blocks += [("h2", "Training (the kept epoch: the best on validation, whose weights the bundle holds)"),
+                   ("table", _training_table(histories))]
     blocks += [("h2", "Figures")] + [("img", f) for f in figs if f]
     blocks += [("h2", "Notes"), ("list", notes)]
     md, ht = _render(blocks)

@@ -30,6 +30,7 @@ from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.models import Normalizer, SPTFConfig, SurrogateConfig
 
 METRICS_FILE = "metrics.jsonl"
+LEARNING_CURVE_FILE = "learning_curve.png"  # beside metrics.jsonl, remade when the run finishes
 NORMALIZATION_FILE = "normalization.json"
 CONFIG_FILE = "config.yaml"
 WORKERS_DIR = "workers"
@@ -395,6 +396,17 @@ def _fit(trainer_factory, cfg, score: str):
     return ckpt, dict(metrics)
 
 
+def _finish_run(cfg, bundle: str, best: dict) -> TrainOutcome:
+    """The outcome of a finished run, its learning curve drawn beside its metrics."""
+    from sptf_ray.plotting import learning_curves_figure
+
+    history = read_metrics(cfg.run_dir)
+    png = learning_curves_figure({cfg.name: history})
+    if png is not None:
+        storage.atomic_write_bytes(storage.join(cfg.run_dir, LEARNING_CURVE_FILE), png)
+    return TrainOutcome(cfg.run_dir, bundle, best, history, read_workers(cfg.run_dir))
+
+
 def _load_ckpt_model(model, ckpt):
     from sptf_ray.training.loops import CHECKPOINT_FILE, load_checkpoint
 
@@ -449,7 +461,7 @@ def train_surrogate(config, callbacks=None) -> TrainOutcome:
     bundle = storage.join(cfg.run_dir, "bundle")
     workers = read_workers(cfg.run_dir)
     write_bundle(bundle, "surrogate", model, {"forcing": forcing_norm}, config_to_dict(cfg), best, trained_on=workers)
-    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir), workers)
+    return _finish_run(cfg, bundle, best)
 
 
 def _require_validation_sims(cfg, paths) -> None:
@@ -563,4 +575,4 @@ def train_sptf(config, callbacks=None) -> TrainOutcome:
     workers = read_workers(cfg.run_dir)
     write_bundle(bundle, "sptf", model, normalization, config_to_dict(cfg), best, surrogate_uri=cfg.surrogate,
                  trained_on=workers)
-    return TrainOutcome(cfg.run_dir, bundle, best, read_metrics(cfg.run_dir), workers)
+    return _finish_run(cfg, bundle, best)
