@@ -42,10 +42,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from sptf_ray import storage
-from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.data.network import NetworkConfig
 from sptf_ray.dataset.build import DatasetConfig
+from sptf_ray.errors import StageFailed
 from sptf_ray.evaluate.sensitivity import DEFAULT_LENGTHS
 from sptf_ray.inverse.job import RayOptions
 from sptf_ray.inverse.site import SCEUASettings

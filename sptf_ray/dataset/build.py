@@ -28,9 +28,9 @@ import numpy as np
 import pyarrow as pa
 
 from sptf_ray import storage
-from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_to_dict, load_config, save_config
 from sptf_ray.dataset import sampling
+from sptf_ray.errors import StageFailed
 from sptf_ray.provenance import host_info
 
 FORMAT_VERSION = 1

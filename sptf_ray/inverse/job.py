@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 
 from sptf_ray import storage
-from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_hash, config_to_dict, load_config, save_config
+from sptf_ray.errors import StageFailed
 from sptf_ray.inverse.site import (MODES, SCEUASettings, SimulationsFailed, SiteYear, invert_sites, make_forward,
                                    all_site_years, results_frame, validate_site)
 from sptf_ray.physics.parameters import MODELS, check_model

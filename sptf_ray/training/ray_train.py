@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sptf_ray import storage
-from sptf_ray.errors import StageFailed
 from sptf_ray.config import config_to_dict, load_config, save_config
+from sptf_ray.errors import StageFailed
 from sptf_ray.models import Normalizer, SPTFConfig, SurrogateConfig
 
 METRICS_FILE = "metrics.jsonl"
