@@ -73,6 +73,7 @@ class SurrogateStage:
     seq_len: Optional[int] = None
     val_fraction: float = 0.1
     test_fraction: float = 0.1
+    patience: Optional[int] = None  # early stop (TrainConfig.patience); None: every epoch
     max_failures: int = 0
     log_level: str = "WARNING"  # Ray Train's own console lines (TrainConfig.log_level)
     scaling: ScalingArgs = field(default_factory=ScalingArgs)
@@ -89,6 +90,7 @@ class SPTFStage:
     grad_clip: float = 1.0
     hidden_size: int = 128
     dropout: float = 0.0
+    patience: Optional[int] = None  # early stop (TrainConfig.patience); None: every epoch
     max_failures: int = 0
     log_level: str = "WARNING"  # Ray Train's own console lines (TrainConfig.log_level)
     scaling: ScalingArgs = field(default_factory=ScalingArgs)
@@ -214,7 +216,7 @@ def _surrogate_config(cfg: PipelineConfig, layout: RunLayout, model: str):
         "storage_path": storage.absolute(layout.train), "name": f"surrogate-{model}", "data": layout.dataset,
         "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
         "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
-        "max_failures": s.max_failures, "log_level": s.log_level, "scaling": config_to_dict(s.scaling),
+        "patience": s.patience, "max_failures": s.max_failures, "log_level": s.log_level, "scaling": config_to_dict(s.scaling),
         "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout},
         "seq_len": s.seq_len, "val_fraction": s.val_fraction, "test_fraction": s.test_fraction})
 
@@ -228,7 +230,7 @@ def _sptf_config(cfg: PipelineConfig, layout: RunLayout, model: str, data: str =
         "surrogate": storage.join(storage.absolute(layout.surrogate_run(model)), "bundle"),
         "epochs": s.epochs, "batch_size": s.batch_size, "lr": s.lr, "lr_schedule": s.lr_schedule,
         "lr_final_fraction": s.lr_final_fraction, "seed": s.seed, "grad_clip": s.grad_clip,
-        "max_failures": s.max_failures, "log_level": s.log_level, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,
+        "patience": s.patience, "max_failures": s.max_failures, "log_level": s.log_level, "scaling": config_to_dict(s.scaling), "split_seed": cfg.split_seed,
         "network": {"model": model, "hidden_size": s.hidden_size, "dropout": s.dropout}})
 
 
@@ -263,7 +265,7 @@ _EXECUTION_KEYS = frozenset({"max_failures", "scaling", "ray", "max_retries", "c
                             "log_level"})
 # Settings added after run directories existed, at the value that reproduces the old behaviour:
 # left out of the hash there, so a run made before them still verifies and is not made again.
-_NEUTRAL_LATER_SETTINGS = {"lr_schedule": "constant", "lr_final_fraction": 0.01}
+_NEUTRAL_LATER_SETTINGS = {"lr_schedule": "constant", "lr_final_fraction": 0.01, "patience": None}
 # Execution settings that were hashed before they were seen to be such: hashed at their old
 # default whatever they are, so run directories made before still verify and moving predict or
 # evaluate to a GPU does not redo a finished stage.

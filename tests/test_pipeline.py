@@ -159,17 +159,19 @@ def test_missing_site_data_is_refused_before_a_run_directory_is_made(tmp_path):
 
 
 def test_a_later_setting_at_its_neutral_value_keeps_old_stage_hashes():
-    """A run directory made before lr_schedule existed still verifies; choosing cosine changes the hash."""
+    """A run directory made before lr_schedule and patience existed still verifies; choosing cosine
+    or an early stop changes the hash."""
     import dataclasses
 
     from sptf_ray.config import config_to_dict
     from sptf_ray.pipeline import _EXECUTION_KEYS, SurrogateStage, _hash
 
     before = {k: v for k, v in config_to_dict(SurrogateStage()).items()
-              if k not in _EXECUTION_KEYS and k not in ("lr_schedule", "lr_final_fraction")}
+              if k not in _EXECUTION_KEYS and k not in ("lr_schedule", "lr_final_fraction", "patience")}
     assert _hash("surrogate", SurrogateStage()) == _hash("surrogate", before)
     cosine = dataclasses.replace(SurrogateStage(), lr_schedule="cosine")
     assert _hash("surrogate", cosine) != _hash("surrogate", before)
+    assert _hash("surrogate", dataclasses.replace(SurrogateStage(), patience=5)) != _hash("surrogate", before)
     chatty = dataclasses.replace(SurrogateStage(), log_level="INFO")  # what the console shows is no result
     assert _hash("surrogate", chatty) == _hash("surrogate", SurrogateStage())
 

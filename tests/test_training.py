@@ -271,6 +271,32 @@ def ray_runs(ray_session, data, tmp_path_factory):
     return {"store": store, "surrogate": sur, "sptf": sptf}
 
 
+def test_epochs_since_best_counts_from_the_last_real_improvement():
+    from sptf_ray.training.ray_train import epochs_since_best
+
+    assert epochs_since_best([]) == 0
+    assert epochs_since_best([3.0, 2.0, 2.5, 2.1]) == 2
+    assert epochs_since_best([3.0, 2.0, 2.5, 1.0]) == 0
+    assert epochs_since_best([1.0, 1.0 - 1e-9, 1.0 - 2e-9]) == 2  # float noise is no progress
+    assert epochs_since_best([1.0, float("nan"), 0.5]) == 0 and epochs_since_best([1.0, float("nan")]) == 1
+
+
+def test_patience_stops_a_run_that_no_longer_improves_and_its_resume(ray_runs, data):
+    from sptf_ray.config import load_config
+    from sptf_ray.training.ray_train import SPTFTrainConfig, train_sptf
+
+    cfg = {"data": data["sites"], "surrogate": ray_runs["surrogate"].bundle, "storage_path": ray_runs["store"],
+           "name": "sptf-patience", "epochs": 10, "batch_size": 8, "lr": 1e-12, "patience": 2,
+           "network": {"hidden_size": 8}, "scaling": {"num_workers": 2, "cpus_per_worker": 0.5}}  # DDP: both stop
+    run = train_sptf(cfg)  # an lr of 1e-12 moves nothing: epochs 2 and 3 do not improve on the first
+    assert [m["epoch"] for m in run.history] == [0, 1, 2]
+    assert run.best_metrics["val_loss"] == min(m["val_loss"] for m in run.history)
+    again = train_sptf({**cfg, "epochs": 20})  # the same run resumed: still stalled, no epoch trained
+    assert [m["epoch"] for m in again.history] == [0, 1, 2]
+    with pytest.raises(ValueError, match="patience must be >= 1"):
+        load_config(SPTFTrainConfig, {**cfg, "patience": 0})
+
+
 def test_training_the_local_ray_cannot_hold_fails_at_once(ray_session, data, tmp_path, monkeypatch):
     """Train V2 would wait for a GPU without end; a local instance never gets one, so say so."""
     from sptf_ray.training import ray_train

@@ -25,6 +25,8 @@ def _common(p, default_name):
     p.add_argument("--use-gpu", action="store_true", default=None)
     p.add_argument("--cpus-per-worker", type=float)
     p.add_argument("--max-failures", type=int)
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation score (default: run every epoch)")
     p.add_argument("--address", help="Ray address (default: $RAY_ADDRESS, else a new local instance)")
 
 
@@ -69,7 +71,7 @@ def _overrides(args) -> dict:
     o: dict = {}
     for flag, key in (("out", "storage_path"), ("name", "name"), ("epochs", "epochs"), ("batch_size", "batch_size"),
                       ("lr", "lr"), ("lr_schedule", "lr_schedule"), ("lr_final_fraction", "lr_final_fraction"),
-                      ("seed", "seed"), ("max_failures", "max_failures"), ("data", "data"),
+                      ("seed", "seed"), ("max_failures", "max_failures"), ("patience", "patience"), ("data", "data"),
                       ("surrogate", "surrogate"), ("seq_len", "seq_len")):
         v = getattr(args, flag, None)
         if v is not None:

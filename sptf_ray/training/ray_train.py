@@ -21,6 +21,7 @@ import tempfile
 import time
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -88,6 +89,9 @@ class _RunArgs:
     grad_clip: float = 1.0
     max_failures: int = 0
     num_to_keep: int = 2
+    # Stop once the validation score has not improved for this many epochs (None: run them all);
+    # the kept checkpoint is the best either way, so it only saves the epochs past the optimum.
+    patience: Optional[int] = None
     # Ray Train's own console lines (worker group started, checkpoint saved, each report): at
     # INFO they outnumber the epoch lines ten to one; the run's files keep every level.
     log_level: str = "WARNING"
@@ -103,6 +107,8 @@ class _RunArgs:
         _check_schedule(self.lr_schedule, self.lr_final_fraction)
         if self.max_failures < -1 or self.num_to_keep < 1:
             raise ValueError("max_failures must be >= -1 and num_to_keep >= 1")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 epochs (or None: no early stop), got {self.patience}")
         if self.log_level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {list(LOG_LEVELS)}, got {self.log_level!r}")
 
@@ -276,6 +282,45 @@ def _report(metrics: dict, rank: int, model, optimizer, epoch: int) -> None:
         ray.train.report(metrics, checkpoint=None)
 
 
+# A validation score must beat the best before it by this fraction to count as progress: float
+# noise between two epochs of a converged model is not.
+MIN_IMPROVEMENT = 1e-6
+
+
+def epochs_since_best(scores: list[float]) -> int:
+    """How many epochs have passed since the validation score last improved (0: the last is the best)."""
+    best, since = None, 0
+    for score in scores:
+        if best is None or score < best - MIN_IMPROVEMENT * abs(best):
+            best, since = score, 0
+        else:
+            since += 1  # NaN included: never an improvement
+    return since
+
+
+def _scores_so_far(cfg, start: int, score: str) -> list[float]:
+    """The validation scores of the epochs before `start` (a resumed run's), for early stopping."""
+    if cfg.patience is None or start == 0:
+        return []
+    return [m[score] for m in read_metrics(cfg.run_dir) if m.get("epoch", -1) < start]
+
+
+def _stalled(cfg, scores: list[float], rank: int, device) -> bool:
+    """Rank 0's early-stop decision, given to every rank: they must leave the epoch loop together."""
+    if cfg.patience is None:
+        return False
+    import torch
+    import torch.distributed as dist
+
+    stop = torch.tensor([float(epochs_since_best(scores) >= cfg.patience)], device=device)
+    if dist.is_available() and dist.is_initialized():
+        dist.broadcast(stop, src=0)
+    if stop.item() and rank == 0:
+        print(f"[{cfg.name}] stopping after epoch {len(scores)}: no validation improvement in the last "
+              f"{cfg.patience} epoch(s) (patience)", flush=True)
+    return bool(stop.item())
+
+
 def _set_epoch_lr(optimizer, cfg, epoch: int) -> float:
     from sptf_ray.training.loops import scheduled_lr, set_lr
 
@@ -305,7 +350,10 @@ def _surrogate_loop(config: dict) -> None:
     _record_worker(cfg.run_dir, rank, world, device, start)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
+    scores = _scores_so_far(cfg, start, "val_mse")
     for epoch in range(start, cfg.epochs):
+        if _stalled(cfg, scores, rank, device):
+            break
         t0 = time.time()
         lr = _set_epoch_lr(optimizer, cfg, epoch)
         seed_everything(_epoch_seed(cfg.seed, epoch, rank))
@@ -317,6 +365,7 @@ def _surrogate_loop(config: dict) -> None:
         metrics = {"epoch": epoch, "train_loss": tr["loss"], "n_train": tr["n"] * world, "val_mse": va["mse"],
                    "val_rmse": va["rmse"], "n_val": va["n"], "lr": lr, "epoch_s": time.time() - t0}
         _report(metrics, rank, model, optimizer, epoch)
+        scores.append(metrics["val_mse"])
 
 
 def _shard_dataset(paths, batcher, filesystem, materialize: bool = True, preserve_order: bool = True):
@@ -510,7 +559,10 @@ def _sptf_loop(config: dict) -> None:
     _record_worker(cfg.run_dir, rank, world, device, start)
     train, val = config["train"], config["val"]
     n = len(train["static"])
+    scores = _scores_so_far(cfg, start, "val_loss")
     for epoch in range(start, cfg.epochs):
+        if _stalled(cfg, scores, rank, device):
+            break
         t0 = time.time()
         lr = _set_epoch_lr(optimizer, cfg, epoch)
         seed = _epoch_seed(cfg.seed, epoch, 0)
@@ -523,6 +575,7 @@ def _sptf_loop(config: dict) -> None:
         metrics = {"epoch": epoch, "train_loss": tr["loss"], "n_train": tr["n"] * world, "val_loss": va["loss"],
                    "val_rmse": va["rmse"], "n_val": va["n"], "lr": lr, "epoch_s": time.time() - t0}
         _report(metrics, rank, model, optimizer, epoch)
+        scores.append(metrics["val_loss"])
 
 
 def train_sptf(config, callbacks=None) -> TrainOutcome:
