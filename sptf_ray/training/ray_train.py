@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 import dataclasses
@@ -316,8 +317,9 @@ def _stalled(cfg, scores: list[float], rank: int, device) -> bool:
     if dist.is_available() and dist.is_initialized():
         dist.broadcast(stop, src=0)
     if stop.item() and rank == 0:
+        # To the process's own stdout: Train V2's print patch both tees and logs a plain print (twice on screen).
         print(f"[{cfg.name}] stopping after epoch {len(scores)}: no validation improvement in the last "
-              f"{cfg.patience} epoch(s) (patience)", flush=True)
+              f"{cfg.patience} epoch(s) (patience)", file=sys.__stdout__ or sys.stdout, flush=True)
     return bool(stop.item())
 
 
