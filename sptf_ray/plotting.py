@@ -15,6 +15,15 @@ def _pyplot():
     return plt
 
 
+def _png(fig) -> bytes:
+    """The figure laid out and rendered as PNG bytes, and closed."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
 def simulation_figure(dates, swc, daily_fluxes, precip, labels, title="") -> bytes:
     """PNG bytes: SWC at 5 cm per parameter set over forcing bars and cumulative fluxes."""
     plt = _pyplot()
@@ -34,11 +43,7 @@ def simulation_figure(dates, swc, daily_fluxes, precip, labels, title="") -> byt
     ax_flux.set_ylabel(f"cumulative (cm)\n{labels[0]}" if len(labels) > 1 else "cumulative (cm)")
     ax_flux.legend(fontsize=8, ncol=5, loc="upper left")
     fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
 
 
 VALIDATION_SCORES = ("val_mse", "val_loss")  # the surrogate's, the SPTF's: what picks the kept checkpoint
@@ -75,8 +80,4 @@ def learning_curves_figure(histories: dict) -> bytes | None:
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(runs):]:
         ax.set_visible(False)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    return buf.getvalue()
+    return _png(fig)
