@@ -24,8 +24,19 @@ STAGE_MODULES = (
 )
 
 
+def _version() -> str:
+    """The installed sptf-ray's version (what a bug report or a results table should name)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sptf-ray")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sptf", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="<stage>")
     subparsers.required = True
     for name in STAGE_MODULES:

@@ -8,6 +8,7 @@ from typing import Literal, Optional
 import pytest
 
 from sptf_ray import config as cfg
+from sptf_ray.errors import StageFailed
 
 
 @dataclass
@@ -114,6 +115,7 @@ def test_a_yaml_syntax_error_names_the_file(tmp_path):
     (PermissionError(13, "Permission denied", "/ro/out"), 2, "error: [Errno 13] Permission denied: '/ro/out'"),
     (NotADirectoryError(20, "Not a directory", "f/out"), 2, "error: [Errno 20] Not a directory"),
     (KeyboardInterrupt(), 130, "interrupted; finished work is kept"),
+    (StageFailed("2 shard(s) failed (re-run to resume)"), 1, "sptf simulate: failed: 2 shard(s) failed (re-run to resume)"),
 ])
 def test_the_cli_turns_os_errors_and_ctrl_c_into_one_line(monkeypatch, capsys, raised, code, said):
     import sptf_ray.physics.cli as simulate_cli
@@ -126,3 +128,14 @@ def test_the_cli_turns_os_errors_and_ctrl_c_into_one_line(monkeypatch, capsys, r
     assert main(["simulate", "--example", "--out", "x"]) == code
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err
+
+
+def test_sptf_version_names_the_installed_package(capsys):
+    from importlib.metadata import version
+
+    from sptf_ray.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"sptf {version('sptf-ray')}"
