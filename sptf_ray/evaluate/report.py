@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from sptf_ray import storage
-from sptf_ray.data.validate import frozen_mask, site_year_blocks, year_calendar
+from sptf_ray.data.validate import frozen_mask, require_site_dataset, site_year_blocks, year_calendar
 from sptf_ray.evaluate.metrics import pooled_metrics, scores, site_metrics, sorted_groups
 from sptf_ray.evaluate.sensitivity import (DEFAULT_LENGTHS, FEATURES, analyse_predict_dirs, summarize_importance,
                                            summarize_lengths)
@@ -575,9 +575,11 @@ def evaluate_run(config, progress=print) -> dict:
         raise FileNotFoundError(f"no run directory at {cfg.run_dir} (a `sptf run --out` directory)")
     cfg = cfg.resolved()
     check_device(cfg.device)  # before minutes of scoring, not at the sensitivity analyses after them
-    if not storage.exists(storage.join(cfg.data, "sites.parquet")):
+    try:
+        require_site_dataset(cfg.data)
+    except FileNotFoundError:
         raise FileNotFoundError(f"no site dataset at {cfg.data} to score {cfg.run_dir or cfg.out} against: give "
-                                "the one the run was made from (`sptf evaluate RUN_DIR --data DIR`)")
+                                "the one the run was made from (`sptf evaluate RUN_DIR --data DIR`)") from None
     static, daily, samples = load_site_samples(cfg.data, cfg.split_seed)
     static = static.astype({"site_id": str})
     samples = samples.astype({"site_id": str})

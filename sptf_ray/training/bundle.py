@@ -109,12 +109,17 @@ def check_device(device) -> torch.device:
     return dev
 
 
+def require_bundle(dir_uri, kind: str = "model") -> None:
+    """FileNotFoundError unless dir_uri holds a bundle's manifest (`kind` names it in the message)."""
+    if not storage.exists(storage.join(dir_uri, storage.MANIFEST_NAME)):
+        raise FileNotFoundError(f"no {kind} bundle at {dir_uri} ({storage.MANIFEST_NAME} missing)")
+
+
 def load_bundle(dir_uri, map_location="cpu") -> Bundle:
     """Verify the manifest, rebuild the network and load its weights (weights_only=True), in eval mode."""
     dir_uri = str(dir_uri)
     map_location = check_device(map_location)  # else a missing GPU reads as weights that do not fit
-    if not storage.exists(storage.join(dir_uri, storage.MANIFEST_NAME)):
-        raise FileNotFoundError(f"no model bundle at {dir_uri} (manifest.json missing)")
+    require_bundle(dir_uri)
     if not storage.verify_manifest(dir_uri):
         raise ValueError(f"model bundle {dir_uri} is incomplete or modified (manifest does not verify)")
     cfg = _read_json(dir_uri, "config.json")

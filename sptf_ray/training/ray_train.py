@@ -413,10 +413,10 @@ def check_inputs(cfg: "SurrogateTrainConfig | SPTFTrainConfig") -> None:
         shard_paths(cfg.data, verify=False)  # the run verifies the manifest itself
         return
     from sptf_ray.data.validate import require_site_dataset
+    from sptf_ray.training.bundle import require_bundle
 
     require_site_dataset(cfg.data)
-    if not storage.exists(storage.join(cfg.surrogate, storage.MANIFEST_NAME)):
-        raise FileNotFoundError(f"no surrogate bundle at {cfg.surrogate} (manifest.json missing)")
+    require_bundle(cfg.surrogate, "surrogate")
 
 
 def check_cluster_fits(scaling: ScalingArgs) -> None:
