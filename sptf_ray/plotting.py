@@ -57,6 +57,12 @@ def validation_score(history: list[dict]) -> str:
     raise KeyError(f"no validation score ({' or '.join(VALIDATION_SCORES)}) in the run's metrics")
 
 
+def best_epoch(history: list[dict]) -> tuple[str, dict]:
+    """(the run's validation score, the metrics of its best epoch by that score)."""
+    score = validation_score(history)
+    return score, min(history, key=lambda m: m[score])
+
+
 def learning_curves_figure(histories: dict) -> bytes | None:
     """PNG bytes: a panel per training run ({name: its epochs' metrics}), training loss and the
     validation score per epoch on a log scale, the kept (best) epoch marked; None without epochs."""
@@ -68,11 +74,10 @@ def learning_curves_figure(histories: dict) -> bytes | None:
     nrows = -(-len(runs) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 3.2 * nrows), squeeze=False)
     for ax, (name, history) in zip(axes.flat, runs.items()):
-        score = validation_score(history)
+        score, best = best_epoch(history)
         epochs = np.array([m["epoch"] + 1 for m in history])
         for key in ("train_loss", score):
             ax.plot(epochs, [m.get(key, np.nan) for m in history], lw=1.2, label=key)
-        best = min(history, key=lambda m: m[score])
         ax.axvline(best["epoch"] + 1, color="grey", ls=":", lw=1, label=f"kept: epoch {best['epoch'] + 1}")
         ax.set_yscale("log")
         ax.set_title(name, fontsize=10)

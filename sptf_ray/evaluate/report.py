@@ -529,12 +529,11 @@ def _training_histories(run_dir: str) -> dict[str, list[dict]]:
 
 def _training_table(histories: dict[str, list[dict]]) -> pd.DataFrame:
     """Per training run: epochs run, the kept (best on validation) epoch and its scores."""
-    from sptf_ray.plotting import validation_score
+    from sptf_ray.plotting import best_epoch
 
     rows = []
     for name, history in histories.items():
-        score = validation_score(history)
-        best = min(history, key=lambda m: m[score])
+        score, best = best_epoch(history)
         rows.append({"run": name, "epochs": len(history), "kept_epoch": best["epoch"] + 1, "validation": score,
                      "val_at_kept": best[score], "train_loss_at_kept": best.get("train_loss", np.nan),
                      "val_at_first": history[0][score]})

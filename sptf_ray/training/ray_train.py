@@ -15,12 +15,12 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import tempfile
 import time
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -221,7 +221,7 @@ def quiet_ray_console(level: str) -> None:
         logging.getLogger(spec.origin).setLevel(level)
 
 
-def _worker_setup(seed: int, log_level: str = "INFO"):
+def _worker_setup(seed: int, log_level: str):
     import ray.train
     import ray.train.torch
 
